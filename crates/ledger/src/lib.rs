@@ -1,1 +1,38 @@
-//! placeholder
+//! The TIME Coin ledger: everything about state that is not consensus.
+//!
+//! UTXO transactions signed with Ed25519 over fixed-layout sign bytes, blocks whose hash
+//! covers a fixed-layout header, the genesis file, the block subsidy and reward split
+//! (integer arithmetic only), validation with a reason for every rejection, the redb store
+//! (one file; applying a finalized block is one write transaction) and the mempool.
+//!
+//! Inputs may only spend outputs that exist in the UTXO set of the parent block: a block
+//! never spends an output created inside the same block.
+
+#![warn(missing_docs)]
+
+mod block;
+mod genesis;
+mod mempool;
+mod rewards;
+mod store;
+mod tx;
+mod validate;
+
+pub use block::{reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
+pub use genesis::{Genesis, GenesisError, GenesisValidator};
+pub use mempool::{Mempool, MempoolError};
+pub use rewards::{reward_outputs, subsidy};
+pub use store::{Store, StoreError, TxLocation};
+pub use tx::{OutPoint, Transaction, TxInput, TxOutput};
+pub use validate::{check_transaction_stateless, BlockError, TxError};
+
+/// Largest encoded transaction, in bytes.
+pub const MAX_TX_BYTES: usize = 100 * 1024;
+/// Most inputs in one transaction.
+pub const MAX_TX_INPUTS: usize = 256;
+/// Most outputs in one transaction.
+pub const MAX_TX_OUTPUTS: usize = 256;
+/// Largest encoded block, in bytes (also the decode limit for blocks on the wire and on disk).
+pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
+/// Most transactions in one block.
+pub const MAX_BLOCK_TXS: usize = 10_000;

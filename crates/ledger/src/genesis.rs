@@ -1,0 +1,192 @@
+//! The genesis file: the chain's parameters, first validator set and initial allocations.
+
+use crate::block::{rewards_root, tx_root, Block, BlockHeader};
+use crate::tx::TxOutput;
+use crate::MAX_BLOCK_BYTES;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use timecoin_types::{
+    codec, Address, Amount, Hash256, PublicKey, Validator, ValidatorSet, ValidatorSetError,
+    MAX_CHAIN_ID_LEN,
+};
+
+/// A validator listed in the genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisValidator {
+    /// Human-readable name (not part of consensus beyond the genesis hash).
+    pub name: String,
+    /// Consensus key.
+    pub public_key: PublicKey,
+    /// Locked collateral in base units; it is the validator's weight.
+    pub collateral: Amount,
+    /// Where its rewards are paid.
+    pub reward_address: Address,
+}
+
+/// The genesis: everything a node needs to start the chain, as stored in `genesis.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Network name; part of every signature.
+    pub chain_id: String,
+    /// Start of slot 0, milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    /// Slot length in milliseconds.
+    pub block_interval_ms: u64,
+    /// The first validator set.
+    pub validators: Vec<GenesisValidator>,
+    /// Coins that exist at height 0.
+    pub allocations: Vec<TxOutput>,
+    /// Smallest fee a transaction must pay, in base units per transaction.
+    pub min_fee: Amount,
+}
+
+/// Why a genesis could not be loaded, saved or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// The file could not be read or written.
+    #[error("genesis file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// The file is not valid genesis JSON.
+    #[error("genesis file {path} is not valid genesis JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse failure.
+        source: serde_json::Error,
+    },
+    /// Chain id empty or longer than [`MAX_CHAIN_ID_LEN`] bytes.
+    #[error("chain id must be 1 to {MAX_CHAIN_ID_LEN} bytes, got {0}")]
+    ChainId(usize),
+    /// The block interval is zero.
+    #[error("block interval must be positive")]
+    ZeroInterval,
+    /// The validators do not form a valid set.
+    #[error("invalid validator set: {0}")]
+    Validators(#[from] ValidatorSetError),
+    /// An allocation of zero coins.
+    #[error("allocation {0} is zero")]
+    ZeroAllocation(usize),
+    /// The allocations sum to more than `u64::MAX` base units.
+    #[error("allocations overflow 64 bits of base units")]
+    AllocationOverflow,
+    /// The genesis block would be larger than a block may be.
+    #[error("genesis block of {0} bytes exceeds the block size limit")]
+    TooLarge(usize),
+}
+
+impl Genesis {
+    /// Reads and validates a `genesis.json`.
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let genesis: Genesis =
+            serde_json::from_str(&text).map_err(|source| GenesisError::Json {
+                path: path.into(),
+                source,
+            })?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Writes the genesis as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<(), GenesisError> {
+        let io = |source| GenesisError::Io {
+            path: path.into(),
+            source,
+        };
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
+        text.push('\n');
+        std::fs::write(path, text).map_err(io)
+    }
+
+    /// Checks everything [`Genesis::validator_set`] and [`Genesis::genesis_block`] rely on.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(GenesisError::ChainId(self.chain_id.len()));
+        }
+        if self.block_interval_ms == 0 {
+            return Err(GenesisError::ZeroInterval);
+        }
+        self.try_validator_set()?;
+        let mut total: Amount = 0;
+        for (i, allocation) in self.allocations.iter().enumerate() {
+            if allocation.amount == 0 {
+                return Err(GenesisError::ZeroAllocation(i));
+            }
+            total = total
+                .checked_add(allocation.amount)
+                .ok_or(GenesisError::AllocationOverflow)?;
+        }
+        let size = self.genesis_block().encoded_len();
+        if size > MAX_BLOCK_BYTES {
+            return Err(GenesisError::TooLarge(size));
+        }
+        Ok(())
+    }
+
+    fn try_validator_set(&self) -> Result<ValidatorSet, ValidatorSetError> {
+        ValidatorSet::new(
+            self.validators
+                .iter()
+                .map(|v| Validator {
+                    public_key: v.public_key,
+                    weight: v.collateral,
+                    reward_address: v.reward_address,
+                })
+                .collect(),
+        )
+    }
+
+    /// The validator set of the first heights (weight = collateral).
+    ///
+    /// # Panics
+    /// If the validators do not form a valid set; [`Genesis::load`] and
+    /// [`Genesis::validate`] rule that out.
+    pub fn validator_set(&self) -> ValidatorSet {
+        self.try_validator_set()
+            .expect("genesis validators were checked by Genesis::validate")
+    }
+
+    /// The block at height 0: no transactions, the allocations as its outputs (at
+    /// [`crate::reward_outpoint`]`(0, i)`), proposed by the set's round-0 proposer.
+    ///
+    /// # Panics
+    /// As [`Genesis::validator_set`].
+    pub fn genesis_block(&self) -> Block {
+        let set = self.validator_set();
+        Block {
+            header: BlockHeader {
+                chain_id: self.chain_id.clone(),
+                height: 0,
+                round: 0,
+                prev_hash: Hash256::ZERO,
+                proposer: set.proposer(0, 0).public_key,
+                time_ms: self.genesis_time_ms,
+                tx_root: tx_root(&[]),
+                rewards_root: rewards_root(&self.allocations),
+                validator_set_hash: set.hash(),
+            },
+            transactions: Vec::new(),
+            rewards: self.allocations.clone(),
+        }
+    }
+
+    /// Hash of the whole genesis; two nodes with equal hashes run the same chain.
+    pub fn hash(&self) -> Hash256 {
+        Hash256::digest_parts(&[b"timecoin/genesis/v1", &codec::encode(self)])
+    }
+
+    /// Start of the slot for `height` (TSDC): genesis time + height × interval, saturating
+    /// instead of wrapping for absurd heights.
+    pub fn slot_time_ms(&self, height: u64) -> u64 {
+        self.genesis_time_ms
+            .saturating_add(height.saturating_mul(self.block_interval_ms))
+    }
+}

@@ -1,0 +1,224 @@
+//! UTXO transactions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use timecoin_types::{codec, Address, Amount, Hash256, Keypair, PublicKey, Signature};
+
+/// A reference to one output of an earlier transaction (or of a block's rewards).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OutPoint {
+    /// The transaction (or reward pseudo-transaction) that created the output.
+    pub txid: Hash256,
+    /// Position of the output in that transaction.
+    pub index: u32,
+}
+
+impl OutPoint {
+    /// Fixed 36-byte form: txid then big-endian index. Used as the storage key, so the
+    /// outputs of one transaction sort together.
+    pub fn to_bytes(&self) -> [u8; 36] {
+        let mut out = [0u8; 36];
+        out[..32].copy_from_slice(self.txid.as_bytes());
+        out[32..].copy_from_slice(&self.index.to_be_bytes());
+        out
+    }
+
+    /// Inverse of [`OutPoint::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 36]) -> OutPoint {
+        let mut txid = [0u8; 32];
+        txid.copy_from_slice(&bytes[..32]);
+        let mut index = [0u8; 4];
+        index.copy_from_slice(&bytes[32..]);
+        OutPoint {
+            txid: Hash256(txid),
+            index: u32::from_be_bytes(index),
+        }
+    }
+}
+
+impl fmt::Display for OutPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.txid, self.index)
+    }
+}
+
+/// Coins locked to an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxOutput {
+    /// Owner.
+    pub address: Address,
+    /// Value in base units.
+    pub amount: Amount,
+}
+
+impl TxOutput {
+    /// Fixed 28-byte form: address then big-endian amount. Used in hashes and storage.
+    pub fn to_bytes(&self) -> [u8; 28] {
+        let mut out = [0u8; 28];
+        out[..20].copy_from_slice(&self.address.0);
+        out[20..].copy_from_slice(&self.amount.to_be_bytes());
+        out
+    }
+
+    /// Inverse of [`TxOutput::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 28]) -> TxOutput {
+        let mut address = [0u8; 20];
+        address.copy_from_slice(&bytes[..20]);
+        let mut amount = [0u8; 8];
+        amount.copy_from_slice(&bytes[20..]);
+        TxOutput {
+            address: Address(address),
+            amount: u64::from_be_bytes(amount),
+        }
+    }
+}
+
+/// Spends one output: the owner's public key and its signature over the transaction's
+/// [`Transaction::sign_digest`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxInput {
+    /// The output spent.
+    pub prev: OutPoint,
+    /// Key whose address owns the spent output.
+    pub public_key: PublicKey,
+    /// Ed25519 signature over the transaction's sign digest.
+    pub signature: Signature,
+}
+
+/// A transfer: the fee is the sum of the spent outputs minus the sum of the new outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Outputs spent.
+    pub inputs: Vec<TxInput>,
+    /// Outputs created.
+    pub outputs: Vec<TxOutput>,
+}
+
+impl Transaction {
+    /// The transaction id: BLAKE3 over a fixed layout of everything except the signatures,
+    /// so a third party cannot change the id by re-encoding a signature.
+    pub fn txid(&self) -> Hash256 {
+        let mut bytes =
+            Vec::with_capacity(16 + 8 + self.inputs.len() * 68 + self.outputs.len() * 28);
+        bytes.extend_from_slice(b"TIMECOIN/TXID/01");
+        bytes.extend_from_slice(&(self.inputs.len() as u32).to_be_bytes());
+        for input in &self.inputs {
+            bytes.extend_from_slice(&input.prev.to_bytes());
+            bytes.extend_from_slice(input.public_key.as_bytes());
+        }
+        bytes.extend_from_slice(&(self.outputs.len() as u32).to_be_bytes());
+        for output in &self.outputs {
+            bytes.extend_from_slice(&output.to_bytes());
+        }
+        Hash256::digest(&bytes)
+    }
+
+    /// The digest every input signs: domain tag, length-prefixed chain id, txid. Binding the
+    /// chain id stops a transaction from being replayed on another network.
+    pub fn sign_digest(&self, chain_id: &str) -> Hash256 {
+        let txid = self.txid();
+        let mut bytes = Vec::with_capacity(16 + 2 + chain_id.len() + 32);
+        bytes.extend_from_slice(b"TIMECOIN/TXSG/01");
+        bytes.extend_from_slice(&(chain_id.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(chain_id.as_bytes());
+        bytes.extend_from_slice(txid.as_bytes());
+        Hash256::digest(&bytes)
+    }
+
+    /// Builds a transaction spending `inputs`, each signed by the paired key.
+    pub fn build_signed(
+        chain_id: &str,
+        inputs: Vec<(OutPoint, &Keypair)>,
+        outputs: Vec<TxOutput>,
+    ) -> Transaction {
+        let mut tx = Transaction {
+            inputs: inputs
+                .iter()
+                .map(|(prev, key)| TxInput {
+                    prev: *prev,
+                    public_key: key.public(),
+                    signature: Signature([0; 64]),
+                })
+                .collect(),
+            outputs,
+        };
+        let digest = tx.sign_digest(chain_id);
+        for (input, (_, key)) in tx.inputs.iter_mut().zip(&inputs) {
+            input.signature = key.sign(&digest);
+        }
+        tx
+    }
+
+    /// Size of the wire (CBOR) encoding in bytes; the size limits and fee rates use it.
+    pub fn encoded_len(&self) -> usize {
+        codec::encode(self).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Transaction {
+        let key = Keypair::from_seed([3; 32]);
+        Transaction::build_signed(
+            "test",
+            vec![(
+                OutPoint {
+                    txid: Hash256::digest(b"prev"),
+                    index: 1,
+                },
+                &key,
+            )],
+            vec![TxOutput {
+                address: Address::of(&key.public()),
+                amount: 5,
+            }],
+        )
+    }
+
+    #[test]
+    fn txid_ignores_signatures_but_binds_everything_else() {
+        let tx = sample();
+        let mut resigned = tx.clone();
+        resigned.inputs[0].signature = Signature([9; 64]);
+        assert_eq!(tx.txid(), resigned.txid());
+        let mut changed = tx.clone();
+        changed.outputs[0].amount = 6;
+        assert_ne!(tx.txid(), changed.txid());
+        let mut changed = tx.clone();
+        changed.inputs[0].prev.index = 2;
+        assert_ne!(tx.txid(), changed.txid());
+        let mut changed = tx.clone();
+        changed.inputs[0].public_key = Keypair::from_seed([4; 32]).public();
+        assert_ne!(tx.txid(), changed.txid());
+    }
+
+    #[test]
+    fn signatures_verify_and_bind_chain_id() {
+        let tx = sample();
+        let input = &tx.inputs[0];
+        assert!(input
+            .public_key
+            .verify(&tx.sign_digest("test"), &input.signature)
+            .is_ok());
+        assert!(input
+            .public_key
+            .verify(&tx.sign_digest("other"), &input.signature)
+            .is_err());
+    }
+
+    #[test]
+    fn fixed_forms_round_trip_and_codec_round_trips() {
+        let tx = sample();
+        let op = tx.inputs[0].prev;
+        assert_eq!(OutPoint::from_bytes(&op.to_bytes()), op);
+        assert_eq!(
+            TxOutput::from_bytes(&tx.outputs[0].to_bytes()),
+            tx.outputs[0]
+        );
+        let bytes = codec::encode(&tx);
+        assert_eq!(bytes.len(), tx.encoded_len());
+        assert_eq!(codec::decode::<Transaction>(&bytes, 1 << 20).unwrap(), tx);
+    }
+}

@@ -1,0 +1,389 @@
+//! Validation rules, each rejection with its own reason.
+
+use crate::block::{rewards_root, tx_root, Block};
+use crate::genesis::Genesis;
+use crate::rewards::{reward_outputs, subsidy};
+use crate::tx::{OutPoint, Transaction, TxOutput};
+use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
+use std::collections::HashSet;
+use timecoin_types::{Address, Amount, Hash256, PublicKey, ValidatorSet};
+
+/// Why a transaction was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// No inputs.
+    #[error("transaction has no inputs")]
+    NoInputs,
+    /// No outputs.
+    #[error("transaction has no outputs")]
+    NoOutputs,
+    /// More than [`MAX_TX_INPUTS`] inputs.
+    #[error("transaction has {0} inputs, at most {MAX_TX_INPUTS} allowed")]
+    TooManyInputs(usize),
+    /// More than [`MAX_TX_OUTPUTS`] outputs.
+    #[error("transaction has {0} outputs, at most {MAX_TX_OUTPUTS} allowed")]
+    TooManyOutputs(usize),
+    /// Encoded size over [`MAX_TX_BYTES`].
+    #[error("transaction is {0} bytes, at most {MAX_TX_BYTES} allowed")]
+    TooLarge(usize),
+    /// An output of zero coins.
+    #[error("output {0} has zero amount")]
+    ZeroOutput(usize),
+    /// The outputs sum to more than `u64::MAX`.
+    #[error("output amounts overflow")]
+    OutputOverflow,
+    /// The spent outputs sum to more than `u64::MAX`.
+    #[error("input amounts overflow")]
+    InputOverflow,
+    /// The same output spent twice by this transaction.
+    #[error("input {0} is spent twice in the transaction")]
+    DuplicateInput(OutPoint),
+    /// An input's signature does not verify for this chain.
+    #[error("signature of input {0} does not verify")]
+    BadSignature(usize),
+    /// The spent output does not exist: never created or already spent.
+    #[error("input {0} is unknown or already spent")]
+    MissingInput(OutPoint),
+    /// The input's key does not own the spent output.
+    #[error("input {index}: key's address {key_address} does not own output of {owner}")]
+    WrongOwner {
+        /// Input position.
+        index: usize,
+        /// Address of the input's public key.
+        key_address: Address,
+        /// Address the spent output is locked to.
+        owner: Address,
+    },
+    /// The outputs are worth more than the inputs.
+    #[error("outputs ({outputs}) exceed inputs ({inputs})")]
+    InsufficientFunds {
+        /// Sum of spent outputs.
+        inputs: Amount,
+        /// Sum of new outputs.
+        outputs: Amount,
+    },
+    /// The fee is below the chain's minimum.
+    #[error("fee {fee} is below the minimum {min}")]
+    FeeTooLow {
+        /// Fee paid.
+        fee: Amount,
+        /// Minimum fee.
+        min: Amount,
+    },
+    /// The store could not be read.
+    #[error("storage error while validating: {0}")]
+    Storage(String),
+}
+
+/// Why a block was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The header names another chain.
+    #[error("block is for chain {got}, expected {expected}")]
+    WrongChain {
+        /// Our chain id.
+        expected: String,
+        /// The block's.
+        got: String,
+    },
+    /// Not the next height.
+    #[error("block height {got}, expected {expected}")]
+    WrongHeight {
+        /// Tip + 1.
+        expected: u64,
+        /// The block's.
+        got: u64,
+    },
+    /// The previous hash is not our tip.
+    #[error("block's previous hash {got} is not the tip {expected}")]
+    WrongPrevHash {
+        /// Our tip.
+        expected: Hash256,
+        /// The block's.
+        got: Hash256,
+    },
+    /// Not the proposer of the header's (height, round).
+    #[error("proposer {got} is not the proposer {expected} of round {round}")]
+    WrongProposer {
+        /// The set's proposer for the round.
+        expected: PublicKey,
+        /// The header's.
+        got: PublicKey,
+        /// The header's round.
+        round: u32,
+    },
+    /// The header commits to another validator set.
+    #[error("validator set hash {got} does not match the height's set {expected}")]
+    WrongValidatorSet {
+        /// Our set's hash.
+        expected: Hash256,
+        /// The header's.
+        got: Hash256,
+    },
+    /// The block claims a time earlier than its parent.
+    #[error("block time {time_ms} is before its parent's {parent_ms}")]
+    TimeBeforeParent {
+        /// The header's time.
+        time_ms: u64,
+        /// Parent's time.
+        parent_ms: u64,
+    },
+    /// More than [`MAX_BLOCK_TXS`] transactions.
+    #[error("block has {0} transactions, at most {MAX_BLOCK_TXS} allowed")]
+    TooManyTransactions(usize),
+    /// Encoded size over [`MAX_BLOCK_BYTES`].
+    #[error("block is {0} bytes, at most {MAX_BLOCK_BYTES} allowed")]
+    TooLarge(usize),
+    /// The transaction Merkle root does not match the body.
+    #[error("transaction root does not match the transactions")]
+    TxRootMismatch,
+    /// The rewards Merkle root does not match the body.
+    #[error("rewards root does not match the reward outputs")]
+    RewardsRootMismatch,
+    /// A transaction is invalid.
+    #[error("transaction {index} ({txid}): {error}")]
+    Transaction {
+        /// Position in the block.
+        index: usize,
+        /// Its id.
+        txid: Hash256,
+        /// Why.
+        error: TxError,
+    },
+    /// Two transactions of the block spend the same output.
+    #[error("transaction {index} spends {outpoint}, already spent earlier in the block")]
+    DoubleSpend {
+        /// Position of the second spender.
+        index: usize,
+        /// The output.
+        outpoint: OutPoint,
+    },
+    /// Subsidy plus fees overflow.
+    #[error("block reward overflows")]
+    RewardOverflow,
+    /// The reward outputs are not what every node computes.
+    #[error("reward outputs differ from the expected split of {total}")]
+    WrongRewards {
+        /// Subsidy plus fees.
+        total: Amount,
+        /// What the block should pay.
+        expected: Vec<TxOutput>,
+    },
+    /// The genesis given is not the one the store was initialized with.
+    #[error("validated against genesis {given}, but the store belongs to {stored}")]
+    WrongGenesis {
+        /// Hash in the store.
+        stored: Hash256,
+        /// Hash of the genesis given.
+        given: Hash256,
+    },
+    /// The store could not be read or written.
+    #[error("storage error while validating: {0}")]
+    Storage(String),
+}
+
+/// Checks everything about a transaction that needs no chain state: counts, size, amounts,
+/// duplicate inputs and signatures (over [`Transaction::sign_digest`] for `chain_id`).
+/// Ownership of the spent outputs is checked against the UTXO set by
+/// [`crate::Store::validate_transaction`].
+pub fn check_transaction_stateless(tx: &Transaction, chain_id: &str) -> Result<(), TxError> {
+    // Size first: it bounds the work of every later check.
+    let size = tx.encoded_len();
+    if size > MAX_TX_BYTES {
+        return Err(TxError::TooLarge(size));
+    }
+    if tx.inputs.is_empty() {
+        return Err(TxError::NoInputs);
+    }
+    if tx.outputs.is_empty() {
+        return Err(TxError::NoOutputs);
+    }
+    if tx.inputs.len() > MAX_TX_INPUTS {
+        return Err(TxError::TooManyInputs(tx.inputs.len()));
+    }
+    if tx.outputs.len() > MAX_TX_OUTPUTS {
+        return Err(TxError::TooManyOutputs(tx.outputs.len()));
+    }
+    let mut total: Amount = 0;
+    for (i, output) in tx.outputs.iter().enumerate() {
+        if output.amount == 0 {
+            return Err(TxError::ZeroOutput(i));
+        }
+        total = total
+            .checked_add(output.amount)
+            .ok_or(TxError::OutputOverflow)?;
+    }
+    let mut seen = HashSet::with_capacity(tx.inputs.len());
+    for input in &tx.inputs {
+        if !seen.insert(input.prev) {
+            return Err(TxError::DuplicateInput(input.prev));
+        }
+    }
+    let digest = tx.sign_digest(chain_id);
+    for (i, input) in tx.inputs.iter().enumerate() {
+        input
+            .public_key
+            .verify(&digest, &input.signature)
+            .map_err(|_| TxError::BadSignature(i))?;
+    }
+    Ok(())
+}
+
+/// Checks a statelessly valid transaction's inputs against the UTXO set, reached through
+/// `spend` (which may consume the output, when applying), and returns its fee.
+pub(crate) fn check_inputs<F>(tx: &Transaction, mut spend: F) -> Result<Amount, TxError>
+where
+    F: FnMut(&OutPoint) -> Result<Option<TxOutput>, TxError>,
+{
+    let mut inputs: Amount = 0;
+    for (index, input) in tx.inputs.iter().enumerate() {
+        let spent = spend(&input.prev)?.ok_or(TxError::MissingInput(input.prev))?;
+        let key_address = Address::of(&input.public_key);
+        if key_address != spent.address {
+            return Err(TxError::WrongOwner {
+                index,
+                key_address,
+                owner: spent.address,
+            });
+        }
+        inputs = inputs
+            .checked_add(spent.amount)
+            .ok_or(TxError::InputOverflow)?;
+    }
+    // The stateless check has ruled out an overflow here.
+    let outputs: Amount = tx.outputs.iter().map(|o| o.amount).sum();
+    inputs
+        .checked_sub(outputs)
+        .ok_or(TxError::InsufficientFunds { inputs, outputs })
+}
+
+/// The chain state a block is checked against.
+pub(crate) struct Parent<'a> {
+    pub height: u64,
+    pub hash: Hash256,
+    pub time_ms: u64,
+    /// The set voting on `height + 1`.
+    pub set: &'a ValidatorSet,
+}
+
+/// Header, size and stateless transaction checks.
+pub(crate) fn check_block_shape(
+    block: &Block,
+    genesis: &Genesis,
+    parent: &Parent,
+) -> Result<(), BlockError> {
+    let header = &block.header;
+    if header.chain_id != genesis.chain_id {
+        return Err(BlockError::WrongChain {
+            expected: genesis.chain_id.clone(),
+            got: header.chain_id.clone(),
+        });
+    }
+    let expected_height = parent.height + 1;
+    if header.height != expected_height {
+        return Err(BlockError::WrongHeight {
+            expected: expected_height,
+            got: header.height,
+        });
+    }
+    if header.prev_hash != parent.hash {
+        return Err(BlockError::WrongPrevHash {
+            expected: parent.hash,
+            got: header.prev_hash,
+        });
+    }
+    let set_hash = parent.set.hash();
+    if header.validator_set_hash != set_hash {
+        return Err(BlockError::WrongValidatorSet {
+            expected: set_hash,
+            got: header.validator_set_hash,
+        });
+    }
+    let proposer = parent.set.proposer(header.height, header.round).public_key;
+    if header.proposer != proposer {
+        return Err(BlockError::WrongProposer {
+            expected: proposer,
+            got: header.proposer,
+            round: header.round,
+        });
+    }
+    if header.time_ms < parent.time_ms {
+        return Err(BlockError::TimeBeforeParent {
+            time_ms: header.time_ms,
+            parent_ms: parent.time_ms,
+        });
+    }
+    if block.transactions.len() > MAX_BLOCK_TXS {
+        return Err(BlockError::TooManyTransactions(block.transactions.len()));
+    }
+    let size = block.encoded_len();
+    if size > MAX_BLOCK_BYTES {
+        return Err(BlockError::TooLarge(size));
+    }
+    if header.tx_root != tx_root(&block.transactions) {
+        return Err(BlockError::TxRootMismatch);
+    }
+    if header.rewards_root != rewards_root(&block.rewards) {
+        return Err(BlockError::RewardsRootMismatch);
+    }
+    for (index, tx) in block.transactions.iter().enumerate() {
+        check_transaction_stateless(tx, &genesis.chain_id).map_err(|error| {
+            BlockError::Transaction {
+                index,
+                txid: tx.txid(),
+                error,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Spends every input of the block through `spend`, checks fees and rewards, and returns
+/// each transaction's fee. Call after [`check_block_shape`].
+pub(crate) fn check_block_spends<F>(
+    block: &Block,
+    genesis: &Genesis,
+    set: &ValidatorSet,
+    mut spend: F,
+) -> Result<Vec<Amount>, BlockError>
+where
+    F: FnMut(&OutPoint) -> Result<Option<TxOutput>, TxError>,
+{
+    let mut spent = HashSet::new();
+    let mut fees = Vec::with_capacity(block.transactions.len());
+    let mut total_fees: Amount = 0;
+    for (index, tx) in block.transactions.iter().enumerate() {
+        for input in &tx.inputs {
+            if !spent.insert(input.prev) {
+                return Err(BlockError::DoubleSpend {
+                    index,
+                    outpoint: input.prev,
+                });
+            }
+        }
+        let tx_error = |error| BlockError::Transaction {
+            index,
+            txid: tx.txid(),
+            error,
+        };
+        let fee = check_inputs(tx, &mut spend).map_err(tx_error)?;
+        if fee < genesis.min_fee {
+            return Err(tx_error(TxError::FeeTooLow {
+                fee,
+                min: genesis.min_fee,
+            }));
+        }
+        total_fees = total_fees
+            .checked_add(fee)
+            .ok_or(BlockError::RewardOverflow)?;
+        fees.push(fee);
+    }
+    let total = subsidy(block.header.height)
+        .checked_add(total_fees)
+        .ok_or(BlockError::RewardOverflow)?;
+    let expected = reward_outputs(set, &block.header.proposer, total);
+    if block.rewards != expected {
+        return Err(BlockError::WrongRewards { total, expected });
+    }
+    Ok(fees)
+}

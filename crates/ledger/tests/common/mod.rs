@@ -1,0 +1,190 @@
+//! A small real chain for the integration tests: four validators, a funded wallet, a redb
+//! file in a temporary directory, and certificates signed by the real keys.
+
+// Each test binary that includes this module uses a different subset of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use tempfile::TempDir;
+use timecoin_ledger::{
+    reward_outpoint, rewards_root, tx_root, Block, Genesis, GenesisValidator, OutPoint, Store,
+    Transaction, TxOutput,
+};
+use timecoin_types::{Address, Amount, Certificate, Keypair, Vote, VoteKind, COIN};
+
+pub const CHAIN: &str = "testchain";
+pub const MIN_FEE: Amount = 1_000;
+pub const ALLOCATIONS: usize = 6;
+pub const ALLOCATION: Amount = 1_000 * COIN;
+
+pub struct Chain {
+    pub dir: TempDir,
+    pub store: Store,
+    pub genesis: Genesis,
+    pub validators: Vec<Keypair>,
+    pub wallet: Keypair,
+}
+
+pub fn validator_keys() -> Vec<Keypair> {
+    (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
+}
+
+pub fn wallet_key() -> Keypair {
+    Keypair::from_seed([100; 32])
+}
+
+pub fn address(key: &Keypair) -> Address {
+    Address::of(&key.public())
+}
+
+pub fn genesis() -> Genesis {
+    let validators = validator_keys();
+    let wallet = wallet_key();
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 1_700_000_000_000,
+        block_interval_ms: 1_000,
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                name: format!("v{i}"),
+                public_key: k.public(),
+                collateral: (i as u64 + 1) * 10 * COIN,
+                reward_address: Address::of(&Keypair::from_seed([50 + i as u8; 32]).public()),
+            })
+            .collect(),
+        allocations: (0..ALLOCATIONS)
+            .map(|_| TxOutput {
+                address: address(&wallet),
+                amount: ALLOCATION,
+            })
+            .collect(),
+        min_fee: MIN_FEE,
+    }
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        Chain::with_genesis(genesis())
+    }
+
+    pub fn with_genesis(genesis: Genesis) -> Chain {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("chain.redb")).unwrap();
+        store.init_genesis(&genesis).unwrap();
+        Chain {
+            dir,
+            store,
+            genesis,
+            validators: validator_keys(),
+            wallet: wallet_key(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("chain.redb")
+    }
+
+    /// Drops the open store and opens the file again.
+    pub fn reopen(&mut self) {
+        let placeholder = Store::open(&self.dir.path().join("other.redb")).unwrap();
+        drop(std::mem::replace(&mut self.store, placeholder));
+        self.store = Store::open(&self.path()).unwrap();
+    }
+
+    pub fn height(&self) -> u64 {
+        self.store.tip().unwrap().0
+    }
+
+    /// Genesis allocation `i`, owned by the wallet.
+    pub fn allocation(&self, i: u32) -> OutPoint {
+        reward_outpoint(0, i)
+    }
+
+    /// A transaction spending `from` (worth `value`, owned by `key`) paying `amount` to `to`,
+    /// `fee` to the block, and the rest back to `key`.
+    pub fn pay(
+        &self,
+        from: OutPoint,
+        key: &Keypair,
+        value: Amount,
+        to: Address,
+        amount: Amount,
+        fee: Amount,
+    ) -> Transaction {
+        let mut outputs = vec![TxOutput {
+            address: to,
+            amount,
+        }];
+        let change = value - amount - fee;
+        if change > 0 {
+            outputs.push(TxOutput {
+                address: Address::of(&key.public()),
+                amount: change,
+            });
+        }
+        Transaction::build_signed(CHAIN, vec![(from, key)], outputs)
+    }
+
+    /// The wallet paying `amount` from allocation `i` to `to` with the minimum fee.
+    pub fn spend_allocation(&self, i: u32, to: Address, amount: Amount) -> Transaction {
+        self.pay(
+            self.allocation(i),
+            &self.wallet,
+            ALLOCATION,
+            to,
+            amount,
+            MIN_FEE,
+        )
+    }
+
+    /// The block the round-0 proposer of the next height would build.
+    pub fn build(&self, txs: Vec<Transaction>) -> Block {
+        let height = self.height() + 1;
+        let proposer = self
+            .store
+            .validator_set(height)
+            .unwrap()
+            .proposer(height, 0)
+            .public_key;
+        self.store
+            .build_block(
+                &self.genesis,
+                0,
+                proposer,
+                self.genesis.slot_time_ms(height),
+                txs,
+            )
+            .unwrap()
+    }
+
+    /// A certificate with precommits from every validator.
+    pub fn certify(&self, block: &Block) -> Certificate {
+        self.certify_by(block, &self.validators)
+    }
+
+    pub fn certify_by(&self, block: &Block, signers: &[Keypair]) -> Certificate {
+        let (height, round, hash) = (block.header.height, block.header.round, block.hash());
+        let votes: Vec<Vote> = signers
+            .iter()
+            .map(|k| Vote::sign(CHAIN, k, VoteKind::Precommit, height, round, Some(hash)))
+            .collect();
+        Certificate::from_votes(height, round, hash, &votes)
+    }
+
+    /// Builds, certifies and applies the next block.
+    pub fn commit(&self, txs: Vec<Transaction>) -> Block {
+        let block = self.build(txs);
+        self.store
+            .apply_block(&block, &self.certify(&block), &self.genesis)
+            .unwrap();
+        block
+    }
+}
+
+/// Recomputes both Merkle roots after a test edited a block's body.
+pub fn reseal(block: &mut Block) {
+    block.header.tx_root = tx_root(&block.transactions);
+    block.header.rewards_root = rewards_root(&block.rewards);
+}

@@ -1,0 +1,211 @@
+//! The mempool: deduplication, conflicts, fee-rate order, bounds and eviction.
+
+use timecoin_ledger::{
+    reward_outpoint, Block, BlockHeader, Mempool, MempoolError, OutPoint, Transaction, TxOutput,
+};
+use timecoin_types::{Address, Hash256, Keypair, PublicKey};
+
+fn key() -> Keypair {
+    Keypair::from_seed([42; 32])
+}
+
+fn outpoint(n: u32) -> OutPoint {
+    reward_outpoint(7, n)
+}
+
+/// A one-input transaction spending `outpoint(n)`; `outputs` controls its size.
+fn tx(n: u32, outputs: usize) -> Transaction {
+    Transaction::build_signed(
+        "pool",
+        vec![(outpoint(n), &key())],
+        (0..outputs)
+            .map(|i| TxOutput {
+                address: Address([i as u8; 20]),
+                amount: 1 + i as u64,
+            })
+            .collect(),
+    )
+}
+
+fn block_with(transactions: Vec<Transaction>) -> Block {
+    Block {
+        header: BlockHeader {
+            chain_id: "pool".into(),
+            height: 1,
+            round: 0,
+            prev_hash: Hash256::ZERO,
+            proposer: PublicKey([0; 32]),
+            time_ms: 0,
+            tx_root: Hash256::ZERO,
+            rewards_root: Hash256::ZERO,
+            validator_set_hash: Hash256::ZERO,
+        },
+        transactions,
+        rewards: vec![],
+    }
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let mut pool = Mempool::new(10, 1 << 20);
+    let t = tx(1, 1);
+    let txid = pool.insert(t.clone(), 100).unwrap();
+    assert_eq!(txid, t.txid());
+    assert_eq!(
+        pool.insert(t.clone(), 500),
+        Err(MempoolError::Duplicate(txid))
+    );
+    assert_eq!(pool.len(), 1);
+    assert!(pool.contains(&txid));
+    assert_eq!(pool.get(&txid), Some(&t));
+    assert_eq!(pool.bytes(), t.encoded_len());
+}
+
+#[test]
+fn conflicting_spends_are_refused() {
+    let mut pool = Mempool::new(10, 1 << 20);
+    let first = pool.insert(tx(1, 1), 100).unwrap();
+    let rival = tx(1, 2);
+    assert_eq!(
+        pool.insert(rival, 1_000_000),
+        Err(MempoolError::Conflict {
+            outpoint: outpoint(1),
+            existing: first
+        })
+    );
+    assert_eq!(pool.len(), 1);
+}
+
+#[test]
+fn select_orders_by_fee_rate_and_respects_bounds() {
+    let mut pool = Mempool::new(100, 1 << 20);
+    let small_cheap = tx(1, 1);
+    let small_rich = tx(2, 1);
+    // Pays the most in total, but is large: a lower rate than small_rich.
+    let large = tx(3, 40);
+    let mid = tx(4, 1);
+    pool.insert(small_cheap.clone(), 100).unwrap();
+    pool.insert(small_rich.clone(), 10_000).unwrap();
+    pool.insert(large.clone(), 20_000).unwrap();
+    pool.insert(mid.clone(), 1_000).unwrap();
+    assert!(20_000 * small_rich.encoded_len() < 10_000 * large.encoded_len());
+
+    let all = pool.select(100, 1 << 20);
+    assert_eq!(
+        all,
+        vec![
+            small_rich.clone(),
+            large.clone(),
+            mid.clone(),
+            small_cheap.clone()
+        ]
+    );
+    assert_eq!(
+        pool.select(2, 1 << 20),
+        vec![small_rich.clone(), large.clone()]
+    );
+    // The large one does not fit the byte budget; smaller, cheaper ones still do.
+    let budget = small_rich.encoded_len() + mid.encoded_len() + small_cheap.encoded_len();
+    assert_eq!(pool.select(100, budget), vec![small_rich, mid, small_cheap]);
+    assert!(pool.select(0, 1 << 20).is_empty());
+}
+
+#[test]
+fn a_full_pool_evicts_the_lowest_rate_for_a_better_one() {
+    let mut pool = Mempool::new(3, 1 << 20);
+    let a = pool.insert(tx(1, 1), 100).unwrap();
+    let b = pool.insert(tx(2, 1), 200).unwrap();
+    let c = pool.insert(tx(3, 1), 300).unwrap();
+    // Not better than the lowest: refused, nothing changes.
+    assert_eq!(pool.insert(tx(4, 1), 100), Err(MempoolError::Full));
+    assert_eq!(pool.insert(tx(4, 1), 50), Err(MempoolError::Full));
+    assert_eq!(pool.len(), 3);
+    let d = pool.insert(tx(4, 1), 150).unwrap();
+    assert!(!pool.contains(&a));
+    assert!(pool.contains(&b) && pool.contains(&c) && pool.contains(&d));
+    assert_eq!(pool.len(), 3);
+    // The evicted transaction's input is free again.
+    pool.insert(tx(1, 2), 1_000).unwrap();
+    assert!(!pool.contains(&d));
+}
+
+#[test]
+fn the_byte_bound_evicts_as_many_as_needed_or_none() {
+    let small = tx(1, 1).encoded_len();
+    let big_tx = tx(9, 3);
+    let big = big_tx.encoded_len();
+    assert!(big < 2 * small);
+    let mut pool = Mempool::new(100, 3 * small);
+    let a = pool.insert(tx(1, 1), 10).unwrap();
+    let b = pool.insert(tx(2, 1), 20).unwrap();
+    let c = pool.insert(tx(3, 1), 1_000_000).unwrap();
+    assert_eq!(pool.bytes(), 3 * small);
+
+    // Needs two evictions; it beats a's rate but not b's: refused as a whole.
+    assert_eq!(
+        pool.insert(big_tx.clone(), 15 * big as u64 / small as u64),
+        Err(MempoolError::Full)
+    );
+    assert!(pool.contains(&a) && pool.contains(&b));
+
+    pool.insert(big_tx, 1_000).unwrap();
+    assert!(!pool.contains(&a) && !pool.contains(&b) && pool.contains(&c));
+    assert!(pool.bytes() <= 3 * small);
+
+    assert!(matches!(
+        Mempool::new(10, small - 1).insert(tx(5, 1), 1),
+        Err(MempoolError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn a_block_removes_its_transactions_and_their_rivals() {
+    let mut pool = Mempool::new(10, 1 << 20);
+    let included = tx(1, 1);
+    let rival_of_block = tx(2, 1);
+    let unrelated = tx(3, 1);
+    pool.insert(included.clone(), 100).unwrap();
+    pool.insert(rival_of_block.clone(), 100).unwrap();
+    let kept = pool.insert(unrelated, 100).unwrap();
+    // The block confirms `included` and another transaction spending outpoint(2).
+    pool.remove_for_block(&block_with(vec![included.clone(), tx(2, 5)]));
+    assert_eq!(pool.len(), 1);
+    assert!(pool.contains(&kept));
+    assert_eq!(pool.bytes(), pool.get(&kept).unwrap().encoded_len());
+    // Outpoints freed by the removals can be used again.
+    pool.insert(tx(2, 3), 100).unwrap();
+    assert_eq!(pool.len(), 2);
+    assert!(pool.select(10, 1 << 20).iter().all(|t| t != &included));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn bounds_hold_and_the_pool_stays_conflict_free(
+            ops in proptest::collection::vec((0u32..12, 1usize..4, 0u64..10_000), 1..40),
+            max_count in 1usize..6,
+            max_small in 2usize..8,
+        ) {
+            let max_bytes = max_small * tx(0, 1).encoded_len();
+            let mut pool = Mempool::new(max_count, max_bytes);
+            for (input, outputs, fee) in ops {
+                let _ = pool.insert(tx(input, outputs), fee);
+                prop_assert!(pool.len() <= max_count);
+                prop_assert!(pool.bytes() <= max_bytes);
+                let selected = pool.select(usize::MAX, usize::MAX);
+                prop_assert_eq!(selected.len(), pool.len());
+                let spent: HashSet<OutPoint> =
+                    selected.iter().flat_map(|t| t.inputs.iter().map(|i| i.prev)).collect();
+                prop_assert_eq!(spent.len(), selected.len());
+                let bytes: usize = selected.iter().map(|t| t.encoded_len()).sum();
+                prop_assert_eq!(bytes, pool.bytes());
+            }
+        }
+    }
+}

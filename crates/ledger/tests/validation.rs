@@ -1,0 +1,469 @@
+//! One test per rejection reason, for transactions and for blocks.
+
+mod common;
+
+use common::*;
+use timecoin_ledger::{
+    check_transaction_stateless, reward_outpoint, BlockError, Genesis, OutPoint, Transaction,
+    TxError, TxOutput, MAX_BLOCK_TXS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
+};
+use timecoin_types::{Address, Hash256, Keypair, COIN};
+
+fn someone() -> Address {
+    Address::of(&Keypair::from_seed([210; 32]).public())
+}
+
+fn outpoints(n: usize) -> Vec<OutPoint> {
+    (0..n)
+        .map(|i| OutPoint {
+            txid: Hash256::digest(&(i as u64).to_be_bytes()),
+            index: i as u32,
+        })
+        .collect()
+}
+
+/// A transaction of the wallet spending `inputs` into `outputs`.
+fn wallet_tx(inputs: Vec<OutPoint>, outputs: Vec<TxOutput>) -> Transaction {
+    let key = wallet_key();
+    Transaction::build_signed(
+        CHAIN,
+        inputs.into_iter().map(|op| (op, &key)).collect(),
+        outputs,
+    )
+}
+
+fn out(amount: u64) -> TxOutput {
+    TxOutput {
+        address: someone(),
+        amount,
+    }
+}
+
+fn stateless(tx: &Transaction) -> Result<(), TxError> {
+    check_transaction_stateless(tx, CHAIN)
+}
+
+#[test]
+fn tx_without_inputs_or_outputs() {
+    assert_eq!(
+        stateless(&wallet_tx(vec![], vec![out(1)])),
+        Err(TxError::NoInputs)
+    );
+    assert_eq!(
+        stateless(&wallet_tx(outpoints(1), vec![])),
+        Err(TxError::NoOutputs)
+    );
+}
+
+#[test]
+fn tx_with_too_many_inputs_or_outputs() {
+    assert_eq!(
+        stateless(&wallet_tx(outpoints(MAX_TX_INPUTS + 1), vec![out(1)])),
+        Err(TxError::TooManyInputs(MAX_TX_INPUTS + 1))
+    );
+    assert_eq!(
+        stateless(&wallet_tx(outpoints(1), vec![out(1); MAX_TX_OUTPUTS + 1])),
+        Err(TxError::TooManyOutputs(MAX_TX_OUTPUTS + 1))
+    );
+    assert_eq!(
+        stateless(&wallet_tx(
+            outpoints(MAX_TX_INPUTS),
+            vec![out(1); MAX_TX_OUTPUTS]
+        )),
+        Ok(())
+    );
+}
+
+#[test]
+fn tx_too_large() {
+    let tx = wallet_tx(outpoints(1_000), vec![out(1)]);
+    assert!(matches!(stateless(&tx), Err(TxError::TooLarge(n)) if n > 100 * 1024));
+}
+
+#[test]
+fn tx_with_zero_or_overflowing_outputs() {
+    assert_eq!(
+        stateless(&wallet_tx(outpoints(1), vec![out(1), out(0)])),
+        Err(TxError::ZeroOutput(1))
+    );
+    assert_eq!(
+        stateless(&wallet_tx(outpoints(1), vec![out(u64::MAX), out(1)])),
+        Err(TxError::OutputOverflow)
+    );
+}
+
+#[test]
+fn tx_spending_one_output_twice() {
+    let op = outpoints(1)[0];
+    assert_eq!(
+        stateless(&wallet_tx(vec![op, op], vec![out(1)])),
+        Err(TxError::DuplicateInput(op))
+    );
+}
+
+#[test]
+fn tx_with_bad_signatures() {
+    let mut tampered = wallet_tx(outpoints(2), vec![out(5)]);
+    tampered.outputs[0].amount = 6;
+    assert_eq!(stateless(&tampered), Err(TxError::BadSignature(0)));
+
+    let mut swapped = wallet_tx(outpoints(2), vec![out(5)]);
+    swapped.inputs[1].signature.0[10] ^= 0x40;
+    assert_eq!(stateless(&swapped), Err(TxError::BadSignature(1)));
+
+    let key = wallet_key();
+    let other_chain =
+        Transaction::build_signed("otherchain", vec![(outpoints(1)[0], &key)], vec![out(5)]);
+    assert_eq!(stateless(&other_chain), Err(TxError::BadSignature(0)));
+}
+
+#[test]
+fn tx_spending_unknown_or_spent_outputs() {
+    let chain = Chain::new();
+    let unknown = outpoints(1)[0];
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&wallet_tx(vec![unknown], vec![out(1)]), CHAIN, MIN_FEE),
+        Err(TxError::MissingInput(unknown))
+    );
+    let tx = chain.spend_allocation(0, someone(), COIN);
+    chain.commit(vec![tx]);
+    let again = chain.spend_allocation(0, someone(), 2 * COIN);
+    assert_eq!(
+        chain.store.validate_transaction(&again, CHAIN, MIN_FEE),
+        Err(TxError::MissingInput(chain.allocation(0)))
+    );
+}
+
+#[test]
+fn tx_signed_by_a_key_that_does_not_own_the_output() {
+    let chain = Chain::new();
+    let thief = Keypair::from_seed([211; 32]);
+    let tx = chain.pay(
+        chain.allocation(0),
+        &thief,
+        ALLOCATION,
+        someone(),
+        COIN,
+        MIN_FEE,
+    );
+    assert_eq!(stateless(&tx), Ok(()));
+    assert_eq!(
+        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        Err(TxError::WrongOwner {
+            index: 0,
+            key_address: Address::of(&thief.public()),
+            owner: address(&chain.wallet),
+        })
+    );
+}
+
+#[test]
+fn tx_paying_more_than_its_inputs() {
+    let chain = Chain::new();
+    let tx = wallet_tx(vec![chain.allocation(0)], vec![out(ALLOCATION + 1)]);
+    assert_eq!(
+        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        Err(TxError::InsufficientFunds {
+            inputs: ALLOCATION,
+            outputs: ALLOCATION + 1
+        })
+    );
+}
+
+#[test]
+fn tx_with_a_fee_below_the_minimum() {
+    let chain = Chain::new();
+    let tx = chain.pay(
+        chain.allocation(0),
+        &chain.wallet,
+        ALLOCATION,
+        someone(),
+        COIN,
+        MIN_FEE - 1,
+    );
+    assert_eq!(
+        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        Err(TxError::FeeTooLow {
+            fee: MIN_FEE - 1,
+            min: MIN_FEE
+        })
+    );
+    assert_eq!(
+        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE - 1),
+        Ok(MIN_FEE - 1)
+    );
+}
+
+#[test]
+fn tx_whose_inputs_overflow() {
+    // The wallet holds almost all of u64 at genesis and also receives validator 0's
+    // rewards; spending both overflows the input sum.
+    let mut genesis = genesis();
+    genesis.allocations = vec![TxOutput {
+        address: address(&wallet_key()),
+        amount: u64::MAX - COIN,
+    }];
+    for v in &mut genesis.validators {
+        v.reward_address = address(&wallet_key());
+    }
+    let chain = Chain::with_genesis(genesis);
+    let block = chain.commit(vec![]);
+    assert!(!block.rewards.is_empty());
+    let tx = wallet_tx(
+        vec![reward_outpoint(0, 0), reward_outpoint(1, 0)],
+        vec![out(1)],
+    );
+    assert_eq!(
+        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        Err(TxError::InputOverflow)
+    );
+}
+
+/// A valid next block with one transaction, and the chain.
+fn valid_block() -> (Chain, timecoin_ledger::Block) {
+    let chain = Chain::new();
+    chain.commit(vec![]);
+    let block = chain.build(vec![chain.spend_allocation(0, someone(), COIN)]);
+    assert_eq!(chain.store.validate_block(&block, &chain.genesis), Ok(()));
+    (chain, block)
+}
+
+fn check(chain: &Chain, block: &timecoin_ledger::Block) -> Result<(), BlockError> {
+    chain.store.validate_block(block, &chain.genesis)
+}
+
+#[test]
+fn block_for_another_chain() {
+    let (chain, mut block) = valid_block();
+    block.header.chain_id = "elsewhere".into();
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongChain { .. })
+    ));
+}
+
+#[test]
+fn block_at_the_wrong_height() {
+    let (chain, mut block) = valid_block();
+    block.header.height = 3;
+    assert_eq!(
+        check(&chain, &block),
+        Err(BlockError::WrongHeight {
+            expected: 2,
+            got: 3
+        })
+    );
+}
+
+#[test]
+fn block_on_the_wrong_parent() {
+    let (chain, mut block) = valid_block();
+    block.header.prev_hash = chain.genesis.genesis_block().hash();
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongPrevHash { .. })
+    ));
+}
+
+#[test]
+fn block_from_the_wrong_proposer() {
+    let (chain, mut block) = valid_block();
+    // The proposer of round 0 signs the header as if it were round 1's.
+    block.header.round = 1;
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongProposer { round: 1, .. })
+    ));
+    let (chain, mut block) = valid_block();
+    block.header.proposer = Keypair::from_seed([212; 32]).public();
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongProposer { .. })
+    ));
+}
+
+#[test]
+fn block_committing_to_another_validator_set() {
+    let (chain, mut block) = valid_block();
+    block.header.validator_set_hash = Hash256::digest(b"some other set");
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongValidatorSet { .. })
+    ));
+}
+
+#[test]
+fn block_older_than_its_parent() {
+    let (chain, mut block) = valid_block();
+    block.header.time_ms = chain.genesis.genesis_time_ms;
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::TimeBeforeParent { .. })
+    ));
+}
+
+#[test]
+fn block_with_too_many_transactions() {
+    let (chain, mut block) = valid_block();
+    block.transactions = vec![block.transactions[0].clone(); MAX_BLOCK_TXS + 1];
+    assert_eq!(
+        check(&chain, &block),
+        Err(BlockError::TooManyTransactions(MAX_BLOCK_TXS + 1))
+    );
+}
+
+#[test]
+fn block_too_large() {
+    let (chain, mut block) = valid_block();
+    let big = wallet_tx(outpoints(500), vec![out(1)]);
+    block.transactions = vec![big; 60];
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::TooLarge(n)) if n > 4 * 1024 * 1024
+    ));
+}
+
+#[test]
+fn block_with_roots_that_do_not_match_the_body() {
+    let (chain, mut block) = valid_block();
+    block.transactions.clear();
+    assert_eq!(check(&chain, &block), Err(BlockError::TxRootMismatch));
+    let (chain, mut block) = valid_block();
+    block.rewards.pop();
+    assert_eq!(check(&chain, &block), Err(BlockError::RewardsRootMismatch));
+}
+
+#[test]
+fn block_with_an_invalid_transaction() {
+    let (chain, mut block) = valid_block();
+    block.transactions[0].inputs[0].signature.0[0] ^= 1;
+    reseal(&mut block);
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::Transaction {
+            index: 0,
+            error: TxError::BadSignature(0),
+            ..
+        })
+    ));
+
+    let (chain, mut block) = valid_block();
+    block.transactions.push(chain.pay(
+        chain.allocation(1),
+        &chain.wallet,
+        ALLOCATION,
+        someone(),
+        COIN,
+        1,
+    ));
+    reseal(&mut block);
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::Transaction {
+            index: 1,
+            error: TxError::FeeTooLow { fee: 1, .. },
+            ..
+        })
+    ));
+
+    let (chain, mut block) = valid_block();
+    block
+        .transactions
+        .push(wallet_tx(vec![outpoints(1)[0]], vec![out(1)]));
+    reseal(&mut block);
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::Transaction {
+            index: 1,
+            error: TxError::MissingInput(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn block_spending_one_output_twice() {
+    let (chain, mut block) = valid_block();
+    block
+        .transactions
+        .push(chain.spend_allocation(0, someone(), 3 * COIN));
+    reseal(&mut block);
+    assert_eq!(
+        check(&chain, &block),
+        Err(BlockError::DoubleSpend {
+            index: 1,
+            outpoint: chain.allocation(0)
+        })
+    );
+}
+
+#[test]
+fn block_with_wrong_rewards() {
+    // Missing the fees.
+    let (chain, mut block) = valid_block();
+    let proposer_output = block.rewards.iter_mut().max_by_key(|o| o.amount).unwrap();
+    proposer_output.amount -= MIN_FEE;
+    reseal(&mut block);
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongRewards { .. })
+    ));
+
+    // The right total, paid to someone else.
+    let (chain, mut block) = valid_block();
+    block.rewards[0].address = someone();
+    reseal(&mut block);
+    assert!(matches!(
+        check(&chain, &block),
+        Err(BlockError::WrongRewards { .. })
+    ));
+}
+
+#[test]
+fn block_checked_against_another_genesis() {
+    let (chain, block) = valid_block();
+    let other = Genesis {
+        min_fee: 0,
+        ..chain.genesis.clone()
+    };
+    assert!(matches!(
+        chain.store.validate_block(&block, &other),
+        Err(BlockError::WrongGenesis { .. })
+    ));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn output_amounts_are_accepted_exactly_when_positive_and_summable(
+            amounts in proptest::collection::vec(
+                prop_oneof![Just(0u64), 1u64..1_000, Just(u64::MAX), any::<u64>()],
+                1..6,
+            )
+        ) {
+            let tx = wallet_tx(outpoints(1), amounts.iter().map(|&a| out(a)).collect());
+            // The first violation in output order is the one reported.
+            let mut expected = Ok(());
+            let mut sum: u128 = 0;
+            for (i, &amount) in amounts.iter().enumerate() {
+                sum += amount as u128;
+                if amount == 0 {
+                    expected = Err(TxError::ZeroOutput(i));
+                    break;
+                }
+                if sum > u64::MAX as u128 {
+                    expected = Err(TxError::OutputOverflow);
+                    break;
+                }
+            }
+            prop_assert_eq!(stateless(&tx), expected);
+        }
+    }
+}
