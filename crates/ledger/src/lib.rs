@@ -35,4 +35,4 @@ pub const MAX_TX_OUTPUTS: usize = 256;
 /// Largest encoded block, in bytes (also the decode limit for blocks on the wire and on disk).
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Most transactions in one block.
-pub const MAX_BLOCK_TXS: usize = 10_000;
+pub const MAX_BLOCK_TRANSACTIONS: usize = 10_000;

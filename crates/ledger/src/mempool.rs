@@ -204,6 +204,11 @@ impl Mempool {
         self.entries.contains_key(txid)
     }
 
+    /// True if a pooled transaction spends `outpoint` (wallets skip such outputs).
+    pub fn spends(&self, outpoint: &OutPoint) -> bool {
+        self.spenders.contains_key(outpoint)
+    }
+
     /// The pooled transaction `txid`.
     pub fn get(&self, txid: &Hash256) -> Option<&Transaction> {
         self.entries.get(txid).map(|e| &e.tx)

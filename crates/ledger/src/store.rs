@@ -11,7 +11,7 @@ use crate::validate::{
     check_block_shape, check_block_spends, check_inputs, check_transaction_stateless, BlockError,
     Parent, TxError,
 };
-use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::collections::HashSet;
 use std::path::Path;
@@ -431,6 +431,11 @@ impl Store {
             .map(|g| TxLocation::from_bytes(g.value())))
     }
 
+    /// The fee finalized transaction `txid` paid.
+    pub fn transaction_fee(&self, txid: &Hash256) -> Result<Option<Amount>, StoreError> {
+        Ok(self.transaction(txid)?.map(|l| l.fee))
+    }
+
     /// Fees paid by the transactions of the block at `height`, in block order.
     pub fn block_fees(&self, height: u64) -> Result<Option<Vec<Amount>>, StoreError> {
         let Some(block) = self.block(height)? else {
@@ -547,7 +552,7 @@ impl Store {
         let mut spent = HashSet::new();
         let mut fees: Amount = 0;
         for tx in candidates {
-            if block.transactions.len() == MAX_BLOCK_TXS {
+            if block.transactions.len() == MAX_BLOCK_TRANSACTIONS {
                 break;
             }
             let size = tx.encoded_len();

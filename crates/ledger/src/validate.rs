@@ -4,7 +4,7 @@ use crate::block::{rewards_root, tx_root, Block};
 use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
 use crate::tx::{OutPoint, Transaction, TxOutput};
-use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
+use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
 use std::collections::HashSet;
 use timecoin_types::{Address, Amount, Hash256, PublicKey, ValidatorSet};
 
@@ -128,8 +128,8 @@ pub enum BlockError {
         /// Parent's time.
         parent_ms: u64,
     },
-    /// More than [`MAX_BLOCK_TXS`] transactions.
-    #[error("block has {0} transactions, at most {MAX_BLOCK_TXS} allowed")]
+    /// More than [`MAX_BLOCK_TRANSACTIONS`] transactions.
+    #[error("block has {0} transactions, at most {MAX_BLOCK_TRANSACTIONS} allowed")]
     TooManyTransactions(usize),
     /// Encoded size over [`MAX_BLOCK_BYTES`].
     #[error("block is {0} bytes, at most {MAX_BLOCK_BYTES} allowed")]
@@ -313,7 +313,7 @@ pub(crate) fn check_block_shape(
             parent_ms: parent.time_ms,
         });
     }
-    if block.transactions.len() > MAX_BLOCK_TXS {
+    if block.transactions.len() > MAX_BLOCK_TRANSACTIONS {
         return Err(BlockError::TooManyTransactions(block.transactions.len()));
     }
     let size = block.encoded_len();

@@ -74,6 +74,8 @@ fn conflicting_spends_are_refused() {
         })
     );
     assert_eq!(pool.len(), 1);
+    assert!(pool.spends(&outpoint(1)));
+    assert!(!pool.spends(&outpoint(2)));
 }
 
 #[test]

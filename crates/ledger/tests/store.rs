@@ -9,7 +9,7 @@ use timecoin_ledger::{
     reward_outpoint, reward_outputs, subsidy, BlockError, Genesis, GenesisError, OutPoint, Store,
     StoreError, TxError, TxOutput,
 };
-use timecoin_types::{Address, CertificateError, Keypair, COIN};
+use timecoin_types::{Address, CertificateError, Hash256, Keypair, COIN};
 
 #[test]
 fn genesis_is_stored_once_and_other_geneses_are_refused() {
@@ -113,6 +113,8 @@ fn applying_blocks_moves_coins_pays_rewards_and_indexes_everything() {
         (1, 0, MIN_FEE)
     );
     assert_eq!(chain.store.block_fees(1).unwrap(), Some(vec![MIN_FEE]));
+    assert_eq!(chain.store.transaction_fee(&txid).unwrap(), Some(MIN_FEE));
+    assert_eq!(chain.store.transaction_fee(&Hash256::ZERO).unwrap(), None);
     assert!(chain
         .store
         .certificate(1)
@@ -331,7 +333,7 @@ fn build_block_skips_candidates_that_do_not_validate() {
     let conflicting = chain.spend_allocation(0, address(&dave), 2 * COIN);
     let unknown = chain.pay(
         OutPoint {
-            txid: timecoin_types::Hash256::digest(b"nowhere"),
+            txid: Hash256::digest(b"nowhere"),
             index: 0,
         },
         &chain.wallet,

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use timecoin_ledger::{
     check_transaction_stateless, reward_outpoint, BlockError, Genesis, OutPoint, Transaction,
-    TxError, TxOutput, MAX_BLOCK_TXS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
+    TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
 };
 use timecoin_types::{Address, Hash256, Keypair, COIN};
 
@@ -307,10 +307,10 @@ fn block_older_than_its_parent() {
 #[test]
 fn block_with_too_many_transactions() {
     let (chain, mut block) = valid_block();
-    block.transactions = vec![block.transactions[0].clone(); MAX_BLOCK_TXS + 1];
+    block.transactions = vec![block.transactions[0].clone(); MAX_BLOCK_TRANSACTIONS + 1];
     assert_eq!(
         check(&chain, &block),
-        Err(BlockError::TooManyTransactions(MAX_BLOCK_TXS + 1))
+        Err(BlockError::TooManyTransactions(MAX_BLOCK_TRANSACTIONS + 1))
     );
 }
 
