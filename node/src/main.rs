@@ -1,1 +1,59 @@
-fn main() {}
+//! `timed`: the TIME Coin validator node, its testnet generator and a small wallet.
+
+mod config;
+mod keys;
+mod metrics;
+mod node;
+mod rpc;
+mod sync;
+mod testnet;
+mod wallet;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "timed", version, about = "TIME Coin validator node", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a local testnet: genesis, one home per validator, a funded faucet key and a
+    /// docker-compose file.
+    Testnet(testnet::TestnetArgs),
+    /// Prepare a home that joins an existing network (genesis file + bootstrap address).
+    Init(config::InitArgs),
+    /// Run a node from its home directory.
+    Start(node::StartArgs),
+    /// Create keys, inspect balances and send TIME.
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// Print the peer id and validator public key of a home (for wiring bootstrap addresses).
+    Show {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Testnet(args) => testnet::run(args),
+        Command::Init(args) => config::init(args),
+        Command::Start(args) => node::run(args),
+        Command::Wallet(cmd) => wallet::run(cmd),
+        Command::Show { home } => config::show(&home),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! A node's home: `config.toml`, key files, the genesis and the data directory.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Name of the configuration file inside a home.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The contents of `config.toml`. Relative paths are relative to the home.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The chain's genesis file.
+    pub genesis: PathBuf,
+    /// Where the redb database lives.
+    pub data_dir: PathBuf,
+    /// The validator's consensus key; absent on a full node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_key: Option<PathBuf>,
+    /// The libp2p identity key.
+    pub node_key: PathBuf,
+    /// Peer-to-peer settings.
+    pub p2p: P2pConfig,
+    /// JSON-RPC settings.
+    pub rpc: RpcConfig,
+    /// Consensus timeouts.
+    #[serde(default)]
+    pub consensus: ConsensusConfig,
+    /// Mempool bounds.
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+}
+
+/// `[p2p]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Multiaddresses to listen on, e.g. `/ip4/0.0.0.0/tcp/26600`.
+    pub listen: Vec<String>,
+    /// Multiaddresses of peers to start from, each ending in `/p2p/<peer id>`.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Most peers to keep connected.
+    #[serde(default = "default_max_peers")]
+    pub max_peers: u32,
+}
+
+fn default_max_peers() -> u32 {
+    50
+}
+
+/// `[rpc]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    /// `HOST:PORT` of the JSON-RPC and metrics server.
+    pub listen: SocketAddr,
+}
+
+/// `[consensus]`: how long to wait before giving up on a phase (they end early on quorum).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    /// Wait for the round's proposal.
+    pub timeout_propose_ms: u64,
+    /// Wait for a prepare quorum on one block after 2/3 of prepares arrived.
+    pub timeout_prepare_ms: u64,
+    /// Wait for a precommit quorum on one block after 2/3 of precommits arrived.
+    pub timeout_precommit_ms: u64,
+    /// Added to every timeout per round, so that slow networks eventually fit.
+    pub timeout_delta_ms: u64,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        let d = timecoin_consensus::Config::default();
+        ConsensusConfig {
+            timeout_propose_ms: d.timeout_propose_ms,
+            timeout_prepare_ms: d.timeout_prepare_ms,
+            timeout_precommit_ms: d.timeout_precommit_ms,
+            timeout_delta_ms: d.timeout_delta_ms,
+        }
+    }
+}
+
+impl ConsensusConfig {
+    /// The engine configuration.
+    pub fn engine(&self) -> timecoin_consensus::Config {
+        timecoin_consensus::Config {
+            timeout_propose_ms: self.timeout_propose_ms,
+            timeout_prepare_ms: self.timeout_prepare_ms,
+            timeout_precommit_ms: self.timeout_precommit_ms,
+            timeout_delta_ms: self.timeout_delta_ms,
+            ..timecoin_consensus::Config::default()
+        }
+    }
+}
+
+/// `[mempool]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most pending transactions.
+    pub max_transactions: usize,
+    /// Most pending bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_transactions: 100_000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `HOME/config.toml`.
+    pub fn load(home: &Path) -> Result<Config> {
+        let path = home.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+    }
+
+    /// Writes `HOME/config.toml`.
+    pub fn save(&self, home: &Path) -> Result<()> {
+        let path = home.join(CONFIG_FILE);
+        let text = format!(
+            "# timed node configuration; relative paths are relative to this directory\n{}",
+            toml::to_string_pretty(self)?
+        );
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// A path from the config, resolved against the home.
+pub fn resolve(home: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        home.join(path)
+    }
+}
+
+/// `timed show`: prints what other nodes need to reach this one.
+pub fn show(home: &Path) -> Result<()> {
+    let config = Config::load(home)?;
+    let identity = crate::keys::read_node_identity(&resolve(home, &config.node_key))?;
+    println!("peer_id: {}", identity.public().to_peer_id());
+    if let Some(path) = &config.validator_key {
+        let key = crate::keys::read_key(&resolve(home, path))?;
+        println!("validator_public_key: {}", key.public());
+        println!(
+            "reward_address: {}",
+            timecoin_types::Address::of(&key.public())
+        );
+    }
+    for addr in &config.p2p.listen {
+        println!("listen: {addr}");
+    }
+    println!("rpc: http://{}/", config.rpc.listen);
+    Ok(())
+}
+
+/// Options of `timed init`.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The home directory to create.
+    #[arg(long)]
+    pub home: PathBuf,
+    /// The network's published genesis file (copied into the home).
+    #[arg(long)]
+    pub genesis: PathBuf,
+    /// A peer to start from, `/ip4/…/tcp/…/p2p/<peer id>` or `/dns4/…` (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Where to listen for peers.
+    #[arg(long = "p2p-listen", default_value = "/ip4/0.0.0.0/tcp/26656")]
+    pub p2p_listen: String,
+    /// Where to serve JSON-RPC.
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    pub rpc_listen: SocketAddr,
+    /// Also create a validator key (the node signs once the key is in the validator set).
+    #[arg(long)]
+    pub validator: bool,
+}
+
+/// `timed init`: prepares a home that joins an existing network from its genesis and a
+/// bootstrap address.
+pub fn init(args: InitArgs) -> Result<()> {
+    use timecoin_types::Keypair;
+    let genesis = timecoin_ledger::Genesis::load(&args.genesis)?;
+    if args.home.join(CONFIG_FILE).exists() {
+        anyhow::bail!("{} already has a {CONFIG_FILE}", args.home.display());
+    }
+    std::fs::create_dir_all(args.home.join("data"))?;
+    genesis.save(&args.home.join("genesis.json"))?;
+    crate::keys::write_key(&args.home.join("node.key"), &Keypair::generate())?;
+    if args.validator {
+        crate::keys::write_key(&args.home.join("validator.key"), &Keypair::generate())?;
+    }
+    let config = Config {
+        genesis: "genesis.json".into(),
+        data_dir: "data".into(),
+        validator_key: args.validator.then(|| "validator.key".into()),
+        node_key: "node.key".into(),
+        p2p: P2pConfig {
+            listen: vec![args.p2p_listen],
+            bootstrap: args.bootstrap,
+            max_peers: default_max_peers(),
+        },
+        rpc: RpcConfig {
+            listen: args.rpc_listen,
+        },
+        consensus: ConsensusConfig::default(),
+        mempool: MempoolConfig::default(),
+    };
+    config.save(&args.home)?;
+    println!(
+        "initialised {} for chain {}",
+        args.home.display(),
+        genesis.chain_id
+    );
+    show(&args.home)
+}

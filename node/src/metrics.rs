@@ -1,0 +1,123 @@
+//! The node's Prometheus metrics, in one registry shared with libp2p's.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+/// Labels of the message counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// proposal, prepare, precommit or tx.
+    pub kind: &'static str,
+    /// accepted, ignored or rejected.
+    pub verdict: &'static str,
+}
+
+/// Labels of the phase-duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// `propose`: height start to the block's proposal; `vote`: proposal to decision.
+    pub phase: &'static str,
+}
+
+/// Everything the node measures.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Finalized tip height.
+    pub height: Gauge,
+    /// Current consensus round.
+    pub round: Gauge,
+    /// Height start to finalization, seconds.
+    pub finalization: Histogram,
+    /// Phase durations, seconds.
+    pub phases: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+    /// Gossip messages by kind and verdict.
+    pub messages: Family<MessageLabels, Counter>,
+    /// Pending transactions.
+    pub mempool_size: Gauge,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Blocks applied through catch-up sync.
+    pub synced_blocks: Counter,
+    /// Equivocations seen.
+    pub equivocations: Counter,
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Metrics {
+    /// Registers the node's metrics in `registry` (which libp2p's metrics share).
+    pub fn new(mut registry: Registry) -> Metrics {
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            height: Gauge::default(),
+            round: Gauge::default(),
+            finalization: seconds_histogram(),
+            phases: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            messages: Family::default(),
+            mempool_size: Gauge::default(),
+            peers: Gauge::default(),
+            synced_blocks: Counter::default(),
+            equivocations: Counter::default(),
+        };
+        let r = &mut registry;
+        r.register("timed_height", "Finalized tip height", m.height.clone());
+        r.register("timed_round", "Current consensus round", m.round.clone());
+        r.register(
+            "timed_finalization_seconds",
+            "Time from a height's start to its finalization",
+            m.finalization.clone(),
+        );
+        r.register(
+            "timed_phase_seconds",
+            "Duration of consensus phases",
+            m.phases.clone(),
+        );
+        r.register(
+            "timed_gossip_messages",
+            "Gossip messages by kind and verdict",
+            m.messages.clone(),
+        );
+        r.register(
+            "timed_mempool_transactions",
+            "Pending transactions",
+            m.mempool_size.clone(),
+        );
+        r.register("timed_peers", "Connected peers", m.peers.clone());
+        r.register(
+            "timed_synced_blocks",
+            "Blocks applied by catch-up sync",
+            m.synced_blocks.clone(),
+        );
+        r.register(
+            "timed_equivocations",
+            "Equivocations seen",
+            m.equivocations.clone(),
+        );
+        *m.registry.lock().expect("metrics lock") = registry;
+        m
+    }
+
+    /// The whole registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics lock");
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+
+    /// Counts one gossip message.
+    pub fn message(&self, kind: &'static str, verdict: &'static str) {
+        self.messages
+            .get_or_create(&MessageLabels { kind, verdict })
+            .inc();
+    }
+}

@@ -1,0 +1,279 @@
+//! Catch-up sync: a node that is behind fetches finalized blocks with their certificates from
+//! peers over request-response, checks each against the validator set of its height, and
+//! hands them to the event loop to apply.
+
+use crate::node::{Internal, Shared};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timecoin_ledger::Block;
+use timecoin_net::ResponseToken;
+use timecoin_types::{codec, Certificate, Hash256};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, info, warn};
+
+/// Most blocks one request may ask for.
+pub const MAX_BATCH: u32 = 256;
+/// Largest sync response.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest sync request.
+const MAX_REQUEST_BYTES: usize = 256;
+/// How often peers are asked for their tip when nothing else prompts it.
+const POLL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// A request on the sync protocol.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// What is your finalized tip?
+    Status,
+    /// Finalized blocks `from..from + count` with their certificates.
+    Blocks {
+        /// First height.
+        from: u64,
+        /// How many (at most [`MAX_BATCH`]).
+        count: u32,
+    },
+}
+
+/// An answer on the sync protocol.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// The peer's finalized tip.
+    Status {
+        /// Height.
+        tip: u64,
+        /// Hash.
+        tip_hash: Hash256,
+    },
+    /// Consecutive finalized blocks from the requested height (possibly fewer than asked).
+    Blocks(Vec<SyncedBlock>),
+    /// The request was refused.
+    Error(String),
+}
+
+/// A finalized block and the certificate that proves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncedBlock {
+    /// The block.
+    pub block: Block,
+    /// Its finality certificate.
+    pub certificate: Certificate,
+}
+
+/// Wakes the sync task early.
+#[derive(Clone)]
+pub struct SyncHandle(Arc<Notify>);
+
+impl SyncHandle {
+    /// Asks the sync task to compare tips with peers now.
+    pub fn trigger(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Checks a synced block fully (certificate against its height's set, then the block against
+/// the ledger) and applies it. Runs on a blocking thread.
+pub fn check_and_apply(shared: &Shared, item: &SyncedBlock) -> Result<(), String> {
+    let height = item.block.header.height;
+    let set = shared
+        .store
+        .validator_set(height)
+        .map_err(|e| e.to_string())?;
+    item.certificate
+        .verify_for(&shared.genesis.chain_id, &set, height, &item.block.hash())
+        .map_err(|e| format!("certificate: {e}"))?;
+    shared
+        .store
+        .validate_block(&item.block, &shared.genesis)
+        .map_err(|e| e.to_string())?;
+    shared
+        .store
+        .apply_block(&item.block, &item.certificate, &shared.genesis)
+        .map_err(|e| e.to_string())
+}
+
+/// Answers one sync request from `peer`.
+pub fn serve(shared: Arc<Shared>, peer: PeerId, request: Vec<u8>, channel: ResponseToken) {
+    tokio::task::spawn_blocking(move || {
+        let response = match codec::decode::<SyncRequest>(&request, MAX_REQUEST_BYTES) {
+            Err(err) => {
+                shared.net.penalize(peer, "malformed sync request");
+                SyncResponse::Error(format!("malformed request: {err}"))
+            }
+            Ok(SyncRequest::Status) => match shared.store.tip() {
+                Ok((tip, tip_hash)) => SyncResponse::Status { tip, tip_hash },
+                Err(err) => SyncResponse::Error(err.to_string()),
+            },
+            Ok(SyncRequest::Blocks { count, .. }) if count > MAX_BATCH => {
+                SyncResponse::Error(format!("at most {MAX_BATCH} blocks per request"))
+            }
+            Ok(SyncRequest::Blocks { from, count }) => read_blocks(&shared, from, count),
+        };
+        shared.net.respond(channel, codec::encode(&response));
+    });
+}
+
+fn read_blocks(shared: &Shared, from: u64, count: u32) -> SyncResponse {
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    for height in from.max(1)..from.max(1).saturating_add(u64::from(count)) {
+        let (block, certificate) =
+            match (shared.store.block(height), shared.store.certificate(height)) {
+                (Ok(Some(b)), Ok(Some(c))) => (b, c),
+                _ => break,
+            };
+        let item = SyncedBlock { block, certificate };
+        bytes += codec::encode(&item).len();
+        // Stay under the response limit with room for the envelope.
+        if bytes > MAX_RESPONSE_BYTES - 4096 && !blocks.is_empty() {
+            break;
+        }
+        blocks.push(item);
+    }
+    SyncResponse::Blocks(blocks)
+}
+
+/// Starts the sync task.
+pub fn spawn(shared: Arc<Shared>, internal: mpsc::UnboundedSender<Internal>) -> SyncHandle {
+    let notify = Arc::new(Notify::new());
+    let handle = SyncHandle(notify.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            if let Err(err) = catch_up(&shared, &internal).await {
+                debug!(%err, "sync round ended");
+            }
+        }
+    });
+    handle
+}
+
+async fn ask(shared: &Shared, peer: PeerId, request: &SyncRequest) -> Result<SyncResponse, String> {
+    let bytes = shared
+        .net
+        .request(peer, codec::encode(request))
+        .await
+        .map_err(|e| e.to_string())?;
+    codec::decode(&bytes, MAX_RESPONSE_BYTES).map_err(|e| e.to_string())
+}
+
+/// Asks every connected peer for its tip.
+async fn peer_tips(shared: &Shared) -> Vec<(PeerId, u64)> {
+    let peers: Vec<PeerId> = shared
+        .net
+        .peers()
+        .await
+        .into_iter()
+        .filter_map(|p| p.peer_id.parse().ok())
+        .collect();
+    let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
+        match ask(shared, peer, &SyncRequest::Status).await {
+            Ok(SyncResponse::Status { tip, .. }) => Some((peer, tip)),
+            _ => None,
+        }
+    }))
+    .await;
+    answers.into_iter().flatten().collect()
+}
+
+/// Fetches and applies blocks until no peer claims a higher tip.
+async fn catch_up(
+    shared: &Shared,
+    internal: &mpsc::UnboundedSender<Internal>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let (start_tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
+    let mut last_log = Instant::now();
+    let mut turn = 0usize;
+    loop {
+        let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
+        let mut ahead: Vec<(PeerId, u64)> = peer_tips(shared)
+            .await
+            .into_iter()
+            .filter(|&(_, t)| t > tip)
+            .collect();
+        let Some(target) = ahead.iter().map(|&(_, t)| t).max() else {
+            if tip > start_tip {
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                info!(
+                    height = tip,
+                    blocks = tip - start_tip,
+                    blocks_per_sec = format!("{:.0}", (tip - start_tip) as f64 / secs),
+                    "caught up"
+                );
+            }
+            return Ok(());
+        };
+        ahead.sort_by_key(|&(peer, _)| peer);
+        // Rotate through the peers that are ahead, so one slow or bad peer cannot stall us.
+        let (peer, _) = ahead[turn % ahead.len()];
+        turn += 1;
+        let count = (target - tip).min(u64::from(MAX_BATCH)) as u32;
+        let blocks = match ask(
+            shared,
+            peer,
+            &SyncRequest::Blocks {
+                from: tip + 1,
+                count,
+            },
+        )
+        .await
+        {
+            Ok(SyncResponse::Blocks(blocks)) => blocks,
+            Ok(SyncResponse::Error(err)) => {
+                warn!(%peer, %err, "peer refused a sync request");
+                continue;
+            }
+            Ok(other) => {
+                shared.net.penalize(peer, "wrong sync response");
+                warn!(%peer, ?other, "wrong sync response");
+                continue;
+            }
+            Err(err) => {
+                shared.net.penalize(peer, "failed sync request");
+                warn!(%peer, %err, "sync request failed");
+                continue;
+            }
+        };
+        let consecutive = blocks.iter().enumerate().all(|(i, b)| {
+            b.block.header.height == tip + 1 + i as u64
+                && b.certificate.height == b.block.header.height
+        });
+        if blocks.is_empty() || blocks.len() > count as usize || !consecutive {
+            shared
+                .net
+                .penalize(peer, "sync response with the wrong blocks");
+            warn!(%peer, "sync response with missing or out-of-order blocks");
+            continue;
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        internal
+            .send(Internal::Synced {
+                blocks,
+                done: done_tx,
+            })
+            .map_err(|_| "node stopped".to_string())?;
+        match done_rx.await.map_err(|_| "node stopped".to_string())? {
+            Ok(new_tip) => {
+                if last_log.elapsed() > Duration::from_secs(2) {
+                    let secs = started.elapsed().as_secs_f64().max(1e-3);
+                    info!(
+                        height = new_tip,
+                        target,
+                        blocks_per_sec = format!("{:.0}", (new_tip - start_tip) as f64 / secs),
+                        "catching up"
+                    );
+                    last_log = Instant::now();
+                }
+            }
+            Err(err) => {
+                shared.net.penalize(peer, "served an invalid block");
+                warn!(%peer, %err, "peer served an invalid block");
+            }
+        }
+    }
+}

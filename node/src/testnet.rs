@@ -1,0 +1,200 @@
+//! `timed testnet`: everything a local multi-validator network needs, in one directory.
+
+use crate::config::{Config, ConsensusConfig, MempoolConfig, P2pConfig, RpcConfig};
+use crate::keys::{read_node_identity, write_key};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use timecoin_ledger::{Genesis, GenesisValidator, TxOutput};
+use timecoin_types::{Address, Keypair, COIN, MAX_CHAIN_ID_LEN};
+
+/// Collateral of each generated validator: the Bronze level.
+const VALIDATOR_COLLATERAL: u64 = 1_000 * COIN;
+/// What the faucet key holds at genesis.
+const FAUCET_FUNDS: u64 = 1_000_000 * COIN;
+/// Smallest fee a transaction must pay, in base units.
+const MIN_FEE: u64 = 1_000;
+/// Ports inside the docker-compose containers.
+const CONTAINER_P2P_PORT: u16 = 26656;
+const CONTAINER_RPC_PORT: u16 = 8545;
+
+/// Options of `timed testnet`.
+#[derive(Args, Debug)]
+pub struct TestnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Output directory (created; must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Node i listens for peers on P+i and serves RPC on P+100+i (loopback).
+    #[arg(long, default_value_t = 26600)]
+    pub base_port: u16,
+    /// Slot length: height h is proposed no earlier than genesis time + h × this.
+    #[arg(long, default_value_t = 1000)]
+    pub block_interval_ms: u64,
+    /// Chain id, part of every signature and topic name.
+    #[arg(long, default_value = "timecoin-devnet")]
+    pub chain_id: String,
+    /// Also write this many non-validator (full node) homes after the validators.
+    #[arg(long, default_value_t = 0)]
+    pub full_nodes: usize,
+}
+
+struct Home {
+    name: String,
+    dir: PathBuf,
+    peer_id: String,
+    p2p_port: u16,
+}
+
+/// Runs `timed testnet`.
+pub fn run(args: TestnetArgs) -> Result<()> {
+    let total = args.validators + args.full_nodes;
+    if args.validators == 0 || total > 100 {
+        bail!("--validators must be at least 1, and validators + full nodes at most 100");
+    }
+    if args.chain_id.is_empty() || args.chain_id.len() > MAX_CHAIN_ID_LEN {
+        bail!("--chain-id must be 1 to {MAX_CHAIN_ID_LEN} bytes");
+    }
+    if usize::from(args.base_port) + 100 + total > usize::from(u16::MAX) {
+        bail!("--base-port leaves no room for {total} nodes");
+    }
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("{} exists and is not empty", args.out.display());
+    }
+    std::fs::create_dir_all(&args.out)?;
+
+    let mut validators = Vec::new();
+    let mut homes = Vec::new();
+    for i in 0..total {
+        let name = format!("node{i}");
+        let dir = args.out.join(&name);
+        std::fs::create_dir_all(dir.join("data"))?;
+        let node_key = Keypair::generate();
+        write_key(&dir.join("node.key"), &node_key)?;
+        if i < args.validators {
+            let key = Keypair::generate();
+            write_key(&dir.join("validator.key"), &key)?;
+            validators.push(GenesisValidator {
+                name: name.clone(),
+                public_key: key.public(),
+                collateral: VALIDATOR_COLLATERAL,
+                reward_address: Address::of(&key.public()),
+            });
+        }
+        let peer_id = read_node_identity(&dir.join("node.key"))?
+            .public()
+            .to_peer_id()
+            .to_string();
+        homes.push(Home {
+            name,
+            dir,
+            peer_id,
+            p2p_port: args.base_port + i as u16,
+        });
+    }
+
+    let faucet = Keypair::generate();
+    write_key(&args.out.join("faucet.key"), &faucet)?;
+    let genesis = Genesis {
+        chain_id: args.chain_id.clone(),
+        genesis_time_ms: now_ms() / 1000 * 1000,
+        block_interval_ms: args.block_interval_ms,
+        validators,
+        allocations: vec![TxOutput {
+            address: Address::of(&faucet.public()),
+            amount: FAUCET_FUNDS,
+        }],
+        min_fee: MIN_FEE,
+    };
+    genesis.validate().context("generated genesis is invalid")?;
+    genesis.save(&args.out.join("genesis.json"))?;
+
+    for (i, home) in homes.iter().enumerate() {
+        genesis.save(&home.dir.join("genesis.json"))?;
+        let bootstrap = homes
+            .iter()
+            .filter(|other| other.name != home.name)
+            .map(|other| {
+                format!(
+                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                    other.p2p_port, other.peer_id
+                )
+            })
+            .collect();
+        let config = Config {
+            genesis: "genesis.json".into(),
+            data_dir: "data".into(),
+            validator_key: (i < args.validators).then(|| "validator.key".into()),
+            node_key: "node.key".into(),
+            p2p: P2pConfig {
+                listen: vec![format!("/ip4/127.0.0.1/tcp/{}", home.p2p_port)],
+                bootstrap,
+                max_peers: 50,
+            },
+            rpc: RpcConfig {
+                listen: ([127, 0, 0, 1], args.base_port + 100 + i as u16).into(),
+            },
+            consensus: ConsensusConfig::default(),
+            mempool: MempoolConfig::default(),
+        };
+        config.save(&home.dir)?;
+    }
+
+    std::fs::write(
+        args.out.join("docker-compose.yml"),
+        docker_compose(&homes, args.base_port),
+    )?;
+    println!(
+        "wrote a {}-validator testnet (chain id {}) to {}",
+        args.validators,
+        args.chain_id,
+        args.out.display()
+    );
+    println!("faucet address: {}", Address::of(&faucet.public()));
+    for (i, home) in homes.iter().enumerate() {
+        println!(
+            "{}: p2p 127.0.0.1:{}  rpc http://127.0.0.1:{}/",
+            home.name,
+            home.p2p_port,
+            args.base_port + 100 + i as u16
+        );
+    }
+    Ok(())
+}
+
+/// A compose file running every home in a container of the `timed:local` image (see
+/// `testnet/Dockerfile`), on one private network, RPC published on loopback.
+fn docker_compose(homes: &[Home], base_port: u16) -> String {
+    let mut out = String::from("# Generated by `timed testnet`. Build the image first: scripts/docker-image.sh\nservices:\n");
+    for (i, home) in homes.iter().enumerate() {
+        let _ = write!(
+            out,
+            "  {name}:\n    image: timed:local\n    hostname: {name}\n    user: \"10001:10001\"\n    command:\n      - start\n      - --home\n      - /home/timed\n      - --p2p-listen\n      - /ip4/0.0.0.0/tcp/{CONTAINER_P2P_PORT}\n      - --rpc-listen\n      - 0.0.0.0:{CONTAINER_RPC_PORT}\n",
+            name = home.name
+        );
+        for other in homes.iter().filter(|o| o.name != home.name) {
+            let _ = write!(
+                out,
+                "      - --bootstrap\n      - /dns4/{}/tcp/{CONTAINER_P2P_PORT}/p2p/{}\n",
+                other.name, other.peer_id
+            );
+        }
+        let _ = write!(
+            out,
+            "    volumes:\n      - ./{name}:/home/timed\n    ports:\n      - \"127.0.0.1:{rpc}:{CONTAINER_RPC_PORT}\"\n    stop_grace_period: 10s\n",
+            name = home.name,
+            rpc = base_port + 100 + i as u16
+        );
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
