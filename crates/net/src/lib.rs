@@ -1,1 +1,340 @@
-//! placeholder
+//! Peer-to-peer networking for the TIME Coin validator node.
+//!
+//! This crate moves bytes; it knows nothing of blocks or votes. One libp2p swarm (TCP with noise
+//! and yamux, DNS multiaddrs) runs in its own tokio task and combines:
+//!
+//! * gossipsub on the topics `/timecoin/<chain_id>/{proposal,prepare,precommit,tx}/1`, with
+//!   manual validation (nothing is forwarded before the node reports [`Acceptance::Accept`]),
+//!   content-hash message ids, strict signatures and peer scoring;
+//! * Kademlia (`/timecoin/<chain_id>/kad/1.0.0`, server mode) and identify for discovery; peers
+//!   announcing another chain are disconnected;
+//! * request-response on `/timecoin/<chain_id>/sync/1` for catch-up, with hard size limits;
+//! * ping and connection limits.
+//!
+//! The node talks to the swarm task through a cloneable [`NetHandle`] and receives
+//! [`NetEvent`]s from the receiver returned by [`start`].
+
+#![deny(missing_docs)]
+
+mod behaviour;
+mod codec;
+mod pending;
+mod task;
+
+use std::fmt;
+
+use libp2p::request_response::ResponseChannel;
+pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// The gossip topics of a TIME Coin network, one per message kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Block proposals.
+    Proposal,
+    /// Prepare votes.
+    Prepare,
+    /// Precommit votes.
+    Precommit,
+    /// Transactions.
+    Tx,
+}
+
+impl Topic {
+    /// Every topic; the swarm subscribes to all of them.
+    pub const ALL: [Topic; 4] = [Topic::Proposal, Topic::Prepare, Topic::Precommit, Topic::Tx];
+
+    /// The message kind as it appears in the topic name.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Topic::Proposal => "proposal",
+            Topic::Prepare => "prepare",
+            Topic::Precommit => "precommit",
+            Topic::Tx => "tx",
+        }
+    }
+
+    /// The gossipsub topic name on the given chain: `/timecoin/<chain_id>/<kind>/1`.
+    pub fn name(self, chain_id: &str) -> String {
+        format!("/timecoin/{chain_id}/{}/1", self.kind())
+    }
+}
+
+/// Everything the swarm needs to start.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The chain this node belongs to; part of every protocol and topic name.
+    pub chain_id: String,
+    /// The node's libp2p identity (ed25519); it signs every gossip message.
+    pub keypair: Keypair,
+    /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/26656` (port 0 picks a free port).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start; each should end in `/p2p/<PeerId>` (`/dns4/...` works).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Upper bound on established connections; discovery stops dialling at this number.
+    pub max_peers: u32,
+    /// Largest gossip frame accepted or published (a block proposal plus protocol overhead).
+    pub max_message_bytes: usize,
+    /// Largest sync response this node sends or accepts.
+    pub max_sync_response_bytes: usize,
+}
+
+/// The node's verdict on a gossip message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Valid: forward it to the mesh.
+    Accept,
+    /// Provably invalid (malformed, bad signature, wrong chain): drop it and lower the score of
+    /// the peer that sent it. Three rejections in quick succession graylist the peer, so use this
+    /// only for what no honest node could have accepted.
+    Reject,
+    /// Not useful to this node (stale, duplicate, unknown height or block) but possibly valid
+    /// elsewhere: drop it without penalty.
+    Ignore,
+}
+
+/// Identifies a received gossip message when reporting its validation result.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MessageId(libp2p::gossipsub::MessageId);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Where the answer to an inbound sync request goes; hand it back to [`NetHandle::respond`].
+#[derive(Debug)]
+pub struct ResponseToken(ResponseChannel<Vec<u8>>);
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip message awaiting validation; answer with [`NetHandle::report`].
+    Gossip {
+        /// The topic it arrived on.
+        topic: Topic,
+        /// The payload as published.
+        data: Vec<u8>,
+        /// Its id (BLAKE3 of `data`).
+        id: MessageId,
+        /// The peer that forwarded it to us (not necessarily its author).
+        source: PeerId,
+    },
+    /// A peer asks for sync data; answer with [`NetHandle::respond`].
+    SyncRequest {
+        /// The requesting peer.
+        peer: PeerId,
+        /// The request bytes.
+        request: Vec<u8>,
+        /// Where the response goes.
+        channel: ResponseToken,
+    },
+    /// A peer of this chain is connected (its identify record matched our chain).
+    PeerConnected(PeerId),
+    /// A peer previously reported as connected has no connection left.
+    PeerDisconnected(PeerId),
+}
+
+/// A connected peer as shown to operators.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// The peer id (base58).
+    pub peer_id: String,
+    /// Remote addresses of the open connections.
+    pub addresses: Vec<String>,
+    /// The agent version from identify, once received.
+    pub agent: Option<String>,
+    /// The protocol version from identify, once received.
+    pub protocol_version: Option<String>,
+    /// The peer's gossipsub score as seen by this node (negative after rejected messages).
+    pub gossip_score: Option<f64>,
+}
+
+/// Errors of the network layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The configuration cannot work (bad chain id, bad limits, ...).
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+    /// The transport could not be built or could not listen.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// A sync request failed: dial failure, timeout, closed connection, oversize response.
+    #[error("sync request to {peer} failed: {reason}")]
+    Request {
+        /// The peer that was asked.
+        peer: PeerId,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The swarm task has stopped.
+    #[error("the network task has shut down")]
+    Shutdown,
+}
+
+/// Requests that expect an answer or need back-pressure; they travel on a bounded channel.
+enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    Request {
+        peer: PeerId,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Answers to events the swarm emitted. They go on an unbounded channel so that the synchronous
+/// `report`/`respond`/`penalize` never drop or block; their number is bounded by the events the
+/// swarm hands out.
+enum Control {
+    Report {
+        id: MessageId,
+        source: PeerId,
+        acceptance: Acceptance,
+    },
+    Respond {
+        channel: ResponseToken,
+        data: Vec<u8>,
+    },
+    Penalize {
+        peer: PeerId,
+        reason: String,
+    },
+}
+
+/// A cloneable handle on the swarm task.
+#[derive(Clone, Debug)]
+pub struct NetHandle {
+    local_peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    controls: mpsc::UnboundedSender<Control>,
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Publishes `data` on `topic`. Never fails for lack of peers: the message waits in a bounded
+    /// queue (oldest dropped first) until a peer subscribed to the topic appears. Publishing the
+    /// same content twice is a no-op.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) {
+        if self
+            .commands
+            .send(Command::Publish { topic, data })
+            .await
+            .is_err()
+        {
+            tracing::debug!(?topic, "publish after network shutdown dropped");
+        }
+    }
+
+    /// Reports the node's validation result for a gossip message received as
+    /// [`NetEvent::Gossip`]; `source` is the event's `source`.
+    pub fn report(&self, id: MessageId, source: PeerId, acceptance: Acceptance) {
+        self.control(Control::Report {
+            id,
+            source,
+            acceptance,
+        });
+    }
+
+    /// Sends a sync request to `peer` (dialling it if needed) and waits for the response.
+    pub async fn request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                peer,
+                data: request,
+                reply,
+            })
+            .await
+            .map_err(|_| NetError::Shutdown)?;
+        answer.await.map_err(|_| NetError::Shutdown)?
+    }
+
+    /// Answers a [`NetEvent::SyncRequest`].
+    pub fn respond(&self, channel: ResponseToken, response: Vec<u8>) {
+        self.control(Control::Respond {
+            channel,
+            data: response,
+        });
+    }
+
+    /// Disconnects `peer` and refuses its connections for a while (e.g. after a bad sync
+    /// response).
+    pub fn penalize(&self, peer: PeerId, reason: &str) {
+        self.control(Control::Penalize {
+            peer,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The currently connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Peers { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// The addresses the swarm listens on (with the actual ports when port 0 was configured).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::ListenAddrs { reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Stops the swarm task, closing every connection; returns once it has stopped.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            // An error means the task already ended, which is what we want.
+            let _ = answer.await;
+        }
+    }
+
+    fn control(&self, control: Control) {
+        if self.controls.send(control).is_err() {
+            tracing::debug!("network control after shutdown dropped");
+        }
+    }
+}
+
+/// Builds the swarm, starts listening, dials the bootstrap peers and spawns the swarm task
+/// (with `tokio::spawn`). libp2p's metrics and this crate's gauges are registered in `registry`.
+///
+/// When this returns, [`NetHandle::listen_addrs`] already reports the bound addresses.
+pub async fn start(
+    config: NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+    task::start(config, registry).await
+}

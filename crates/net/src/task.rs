@@ -1,0 +1,760 @@
+//! The swarm task: owns the libp2p swarm and serves the [`NetHandle`](crate::NetHandle).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::{
+    core::{transport::ListenerId, ConnectedPoint},
+    gossipsub, identify, kad,
+    metrics::{Metrics, Recorder},
+    multiaddr::Protocol,
+    noise, request_response,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, SwarmEvent,
+    },
+    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+};
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{topic_hash, Behaviour, BehaviourEvent, Protocols, PUBLISH_THRESHOLD};
+use crate::codec::MAX_SYNC_REQUEST_BYTES;
+use crate::pending::PendingQueue;
+use crate::{
+    Acceptance, Command, Control, MessageId, NetConfig, NetError, NetEvent, NetHandle, PeerInfo,
+    ResponseToken, Topic,
+};
+
+/// Capacity of the event channel to the node; beyond it events are dropped (and gossip is
+/// reported `Ignore`) rather than stalling the swarm.
+const EVENT_CHANNEL: usize = 4096;
+/// Capacity of the command channel; `publish` and `request` wait for room (back-pressure).
+const COMMAND_CHANNEL: usize = 1024;
+/// Retry of queued publications and expiry of bans.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(300);
+/// Re-dial of bootstrap peers and random Kademlia walks while below `max_peers`.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+/// Connections without any protocol activity are closed after this long; gossipsub keeps its
+/// mesh connections alive on its own, this mostly bounds stale discovery connections.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `start` waits for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unpublished messages kept while no peer is subscribed.
+const PENDING_MAX_MESSAGES: usize = 1024;
+/// Byte bound of the same queue (a handful of full-size proposals plus votes).
+const PENDING_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Queued messages older than this are stale for consensus and dropped.
+const PENDING_TTL: Duration = Duration::from_secs(120);
+/// How long a peer of another chain is refused; it will not change chains soon.
+const WRONG_CHAIN_BAN: Duration = Duration::from_secs(600);
+/// How long a penalized peer is refused.
+const PENALTY_BAN: Duration = Duration::from_secs(120);
+
+/// The crate's own metrics, next to libp2p's.
+struct NetMetrics {
+    connected_peers: Gauge,
+    pending_publications: Gauge,
+    dropped_events: Counter,
+    dropped_publications: Counter,
+    wrong_chain_peers: Counter,
+    penalized_peers: Counter,
+}
+
+impl NetMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            connected_peers: Gauge::default(),
+            pending_publications: Gauge::default(),
+            dropped_events: Counter::default(),
+            dropped_publications: Counter::default(),
+            wrong_chain_peers: Counter::default(),
+            penalized_peers: Counter::default(),
+        };
+        registry.register(
+            "connected_peers",
+            "Peers with at least one established connection",
+            metrics.connected_peers.clone(),
+        );
+        registry.register(
+            "pending_publications",
+            "Gossip messages waiting for a subscribed peer",
+            metrics.pending_publications.clone(),
+        );
+        registry.register(
+            "dropped_events",
+            "Events dropped because the node did not keep up",
+            metrics.dropped_events.clone(),
+        );
+        registry.register(
+            "dropped_publications",
+            "Gossip messages dropped before reaching any peer",
+            metrics.dropped_publications.clone(),
+        );
+        registry.register(
+            "wrong_chain_peers",
+            "Peers disconnected for announcing another chain",
+            metrics.wrong_chain_peers.clone(),
+        );
+        registry.register(
+            "penalized_peers",
+            "Peers disconnected and banned on the node's request",
+            metrics.penalized_peers.clone(),
+        );
+        metrics
+    }
+}
+
+/// What the task knows about a connected peer.
+#[derive(Default)]
+struct PeerState {
+    connections: HashMap<ConnectionId, Multiaddr>,
+    agent: Option<String>,
+    protocol_version: Option<String>,
+    /// `PeerConnected` was emitted (identify confirmed the chain).
+    announced: bool,
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    protocols: Protocols,
+    topics: HashMap<gossipsub::TopicHash, Topic>,
+    topic_hashes: HashMap<Topic, gossipsub::TopicHash>,
+    /// Bootstrap addresses, split into peer id (if given) and transport address.
+    bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
+    max_peers: usize,
+    events: mpsc::Sender<NetEvent>,
+    commands: mpsc::Receiver<Command>,
+    controls: mpsc::UnboundedReceiver<Control>,
+    peers: HashMap<PeerId, PeerState>,
+    banned: HashMap<PeerId, Instant>,
+    outbound:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    pending: PendingQueue,
+    libp2p_metrics: Metrics,
+    metrics: NetMetrics,
+}
+
+pub(crate) async fn start(
+    config: NetConfig,
+    registry: &mut Registry,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+    let protocols = Protocols::new(&config.chain_id)?;
+    if config.max_peers == 0 {
+        return Err(NetError::Config("max_peers must be at least 1".into()));
+    }
+    if config.listen.is_empty() {
+        return Err(NetError::Config("no listen address".into()));
+    }
+    let local_peer_id = config.keypair.public().to_peer_id();
+
+    let behaviour = Behaviour::new(&config.keypair, &config, &protocols, registry)?;
+    let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?
+        .with_dns()
+        .map_err(|e| NetError::Transport(format!("dns: {e}")))?
+        .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+        .with_behaviour(|_| behaviour)
+        .unwrap_or_else(|never| match never {})
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+
+    let mut topics = HashMap::new();
+    let mut topic_hashes = HashMap::new();
+    for topic in Topic::ALL {
+        let ident = gossipsub::IdentTopic::new(topic.name(&config.chain_id));
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&ident)
+            .map_err(|e| NetError::Config(format!("subscribe to {ident}: {e}")))?;
+        let hash = topic_hash(topic, &config.chain_id);
+        topics.insert(hash.clone(), topic);
+        topic_hashes.insert(topic, hash);
+    }
+
+    let mut listeners = HashSet::new();
+    for addr in &config.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Transport(format!("listen on {addr}: {e}")))?;
+        listeners.insert(id);
+    }
+
+    let mut bootstrap = Vec::new();
+    for addr in &config.bootstrap {
+        let mut transport_addr = addr.clone();
+        let peer = match transport_addr.pop() {
+            Some(Protocol::P2p(peer)) => Some(peer),
+            _ => {
+                transport_addr = addr.clone();
+                None
+            }
+        };
+        // Testnet configs may list every validator, this one included.
+        if peer == Some(local_peer_id) {
+            continue;
+        }
+        if let Some(peer) = peer {
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, transport_addr.clone());
+        }
+        bootstrap.push((peer, transport_addr));
+    }
+
+    let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CHANNEL);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let mut task = Task {
+        swarm,
+        protocols,
+        topics,
+        topic_hashes,
+        bootstrap,
+        max_peers: config.max_peers as usize,
+        events: event_tx,
+        commands: command_rx,
+        controls: control_rx,
+        peers: HashMap::new(),
+        banned: HashMap::new(),
+        outbound: HashMap::new(),
+        pending: PendingQueue::new(PENDING_MAX_MESSAGES, PENDING_MAX_BYTES, PENDING_TTL),
+        libp2p_metrics: Metrics::new(registry),
+        metrics: NetMetrics::new(registry.sub_registry_with_prefix("timecoin_net")),
+    };
+    tokio::time::timeout(LISTEN_TIMEOUT, task.wait_for_listeners(listeners))
+        .await
+        .map_err(|_| NetError::Transport("listeners did not report an address".into()))??;
+    tracing::info!(
+        peer_id = %local_peer_id,
+        chain_id = %config.chain_id,
+        addrs = ?task.swarm.listeners().collect::<Vec<_>>(),
+        "p2p network started"
+    );
+    tokio::spawn(task.run());
+
+    Ok((
+        NetHandle {
+            local_peer_id,
+            commands: command_tx,
+            controls: control_tx,
+        },
+        event_rx,
+    ))
+}
+
+impl Task {
+    /// Drives the swarm until every listener has an address, so `listen_addrs` is meaningful
+    /// as soon as `start` returns (port 0 resolved).
+    async fn wait_for_listeners(
+        &mut self,
+        mut waiting: HashSet<ListenerId>,
+    ) -> Result<(), NetError> {
+        while !waiting.is_empty() {
+            let event = self.swarm.select_next_some().await;
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    waiting.remove(listener_id);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } if waiting.contains(listener_id) => {
+                    return Err(NetError::Transport(format!("listener closed: {reason:?}")));
+                }
+                SwarmEvent::ListenerError { listener_id, error }
+                    if waiting.contains(listener_id) =>
+                {
+                    return Err(NetError::Transport(format!("listener failed: {error}")));
+                }
+                _ => {}
+            }
+            self.handle_swarm_event(event);
+        }
+        Ok(())
+    }
+
+    async fn run(mut self) {
+        let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once and dials the bootstrap peers.
+        let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        let shutdown_reply = loop {
+            tokio::select! {
+                // Answers to events first: a report or response queued before a query must be
+                // applied before the query sees the state.
+                biased;
+                control = self.controls.recv() => match control {
+                    Some(control) => self.handle_control(control),
+                    None => break None,
+                },
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(command) => self.handle_command(command),
+                    None => break None,
+                },
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                _ = maintenance.tick() => self.maintain(),
+                _ = discovery.tick() => self.discover(),
+            }
+        };
+        tracing::info!("p2p network shutting down");
+        // Dropping the swarm closes every connection and listener.
+        drop(self.swarm);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn handle_control(&mut self, control: Control) {
+        match control {
+            Control::Report {
+                id,
+                source,
+                acceptance,
+            } => self.report(&id, &source, acceptance),
+            Control::Respond { channel, data } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel.0, data)
+                    .is_err()
+                {
+                    tracing::debug!(
+                        "sync response not sent: the request timed out or its connection closed"
+                    );
+                }
+            }
+            Control::Penalize { peer, reason } => {
+                tracing::warn!(%peer, %reason, "penalizing peer");
+                if self.ban(peer, PENALTY_BAN) {
+                    self.metrics.penalized_peers.inc();
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, id: &MessageId, source: &PeerId, acceptance: Acceptance) {
+        let acceptance = match acceptance {
+            Acceptance::Accept => gossipsub::MessageAcceptance::Accept,
+            Acceptance::Reject => gossipsub::MessageAcceptance::Reject,
+            Acceptance::Ignore => gossipsub::MessageAcceptance::Ignore,
+        };
+        // `false` means the message already left the cache (validated too late): nothing to do.
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id.0, source, acceptance);
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data } => {
+                self.pending.push(topic, data, Instant::now());
+                self.flush_pending(Some(topic));
+            }
+            Command::Request { peer, data, reply } => {
+                if data.len() > MAX_SYNC_REQUEST_BYTES {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: format!(
+                            "request of {} bytes exceeds the limit of {MAX_SYNC_REQUEST_BYTES}",
+                            data.len()
+                        ),
+                    }));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, data);
+                self.outbound.insert(id, reply);
+            }
+            Command::Peers { reply } => {
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                let peers = self
+                    .peers
+                    .iter()
+                    .map(|(peer, state)| PeerInfo {
+                        peer_id: peer.to_base58(),
+                        addresses: state.connections.values().map(|a| a.to_string()).collect(),
+                        agent: state.agent.clone(),
+                        protocol_version: state.protocol_version.clone(),
+                        gossip_score: gossipsub.peer_score(peer),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            // Handled by the loop, which stops on it.
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// Publishes queued messages (all topics, or one) to whoever is subscribed now; what cannot
+    /// go out yet stays queued in order.
+    fn flush_pending(&mut self, topic: Option<Topic>) {
+        let mut unsent: Vec<crate::pending::PendingMessage> = Vec::new();
+        for message in self.pending.take(topic, Instant::now()) {
+            // Once a topic has no recipient, its later messages wait too, keeping their order.
+            if unsent.iter().any(|u| u.topic == message.topic) || !self.can_publish(message.topic) {
+                unsent.push(message);
+                continue;
+            }
+            let hash = self.topic_hashes[&message.topic].clone();
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(hash, message.data)
+            {
+                Ok(_) => {}
+                // The same content is already on the network (or was published before).
+                Err(gossipsub::PublishError::Duplicate) => {}
+                Err(error) => {
+                    tracing::warn!(topic = ?message.topic, %error, "gossip message dropped");
+                    self.metrics.dropped_publications.inc();
+                }
+            }
+        }
+        self.pending.requeue(unsent);
+        self.metrics
+            .pending_publications
+            .set(self.pending.len() as i64);
+    }
+
+    /// Whether gossipsub would find a recipient for `topic`: a peer subscribed to it whose score
+    /// is above the publish threshold. Checked first so that a message is not handed to
+    /// gossipsub (which consumes it) only to fail for lack of peers.
+    fn can_publish(&self, topic: Topic) -> bool {
+        let hash = &self.topic_hashes[&topic];
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        gossipsub.all_peers().any(|(peer, topics)| {
+            topics.contains(&hash)
+                && gossipsub
+                    .peer_score(peer)
+                    .is_none_or(|score| score >= PUBLISH_THRESHOLD)
+        })
+    }
+
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        if !self.pending.is_empty() {
+            self.flush_pending(None);
+        }
+    }
+
+    /// Keeps the node connected: re-dials bootstrap peers and walks the DHT while below
+    /// `max_peers`.
+    fn discover(&mut self) {
+        if self.peers.len() >= self.max_peers {
+            return;
+        }
+        for (peer, addr) in self.bootstrap.clone() {
+            match peer {
+                Some(peer)
+                    if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) =>
+                {
+                    self.dial(
+                        DialOpts::peer_id(peer)
+                            .addresses(vec![addr])
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build(),
+                    );
+                }
+                // Without a peer id we cannot tell whether we are already connected to it, so
+                // only dial it while isolated.
+                None if self.peers.is_empty() => self.dial(addr.into()),
+                _ => {}
+            }
+        }
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.kbuckets().next().is_some() {
+            kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    fn dial(&mut self, opts: DialOpts) {
+        if let Err(error) = self.swarm.dial(opts) {
+            tracing::debug!(%error, "dial not started");
+        }
+    }
+
+    /// Refuses `peer` for `duration` (extending a running ban); returns whether it is a new ban.
+    fn ban(&mut self, peer: PeerId, duration: Duration) -> bool {
+        let new = self
+            .banned
+            .insert(peer, Instant::now() + duration)
+            .is_none();
+        // Blocking closes the peer's connections and refuses new ones until unblocked.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        new
+    }
+
+    /// Hands an event to the node without ever blocking the swarm; returns whether it was
+    /// delivered.
+    fn emit(&self, event: NetEvent) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.dropped_events.inc();
+                tracing::warn!("node is not keeping up with network events; event dropped");
+                false
+            }
+            // The node stopped listening; it will shut us down.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let addr = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                tracing::debug!(peer = %peer_id, %addr, "connection established");
+                self.peers
+                    .entry(peer_id)
+                    .or_default()
+                    .connections
+                    .insert(connection_id, addr);
+                self.metrics.connected_peers.set(self.peers.len() as i64);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.connections.remove(&connection_id);
+                }
+                if num_established == 0 {
+                    if let Some(state) = self.peers.remove(&peer_id) {
+                        if state.announced {
+                            tracing::info!(peer = %peer_id, "peer disconnected");
+                            self.emit(NetEvent::PeerDisconnected(peer_id));
+                        }
+                    }
+                }
+                self.metrics.connected_peers.set(self.peers.len() as i64);
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                // Garbage on the port, a failed handshake or a refused connection: drop and move on.
+                tracing::debug!(%send_back_addr, %error, "incoming connection failed");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "listener error");
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => {
+                self.libp2p_metrics.record(&event);
+                self.handle_gossipsub(event);
+            }
+            BehaviourEvent::Kad(event) => {
+                self.libp2p_metrics.record(&event);
+                self.handle_kad(event);
+            }
+            BehaviourEvent::Identify(event) => {
+                self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    self.handle_identify(peer_id, info);
+                }
+            }
+            BehaviourEvent::Sync(event) => self.handle_sync(event),
+            BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Limits(never) | BehaviourEvent::Blocked(never) => match never {},
+        }
+    }
+
+    fn handle_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let id = MessageId(message_id);
+                let delivered = match self.topics.get(&message.topic) {
+                    Some(&topic) => self.emit(NetEvent::Gossip {
+                        topic,
+                        data: message.data,
+                        id: id.clone(),
+                        source: propagation_source,
+                    }),
+                    None => false,
+                };
+                if !delivered {
+                    // Nobody will validate it: release it from the cache without penalty.
+                    self.report(&id, &propagation_source, Acceptance::Ignore);
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
+                if let Some(&topic) = self.topics.get(&topic) {
+                    self.flush_pending(Some(topic));
+                }
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                tracing::debug!(peer = %peer_id, "peer does not speak gossipsub");
+            }
+            gossipsub::Event::SlowPeer { peer_id, .. } => {
+                tracing::debug!(peer = %peer_id, "slow gossip peer");
+            }
+            gossipsub::Event::Unsubscribed { .. } => {}
+        }
+    }
+
+    fn handle_kad(&mut self, event: kad::Event) {
+        if let kad::Event::RoutingUpdated {
+            peer,
+            is_new_peer: true,
+            addresses,
+            ..
+        } = event
+        {
+            // Discovery connects us to the peers it finds, up to the limit.
+            if !self.swarm.is_connected(&peer)
+                && self.peers.len() < self.max_peers
+                && !self.banned.contains_key(&peer)
+            {
+                tracing::debug!(%peer, "dialling discovered peer");
+                self.dial(
+                    DialOpts::peer_id(peer)
+                        .addresses(addresses.into_vec())
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build(),
+                );
+            }
+        }
+    }
+
+    fn handle_identify(&mut self, peer: PeerId, info: identify::Info) {
+        if info.protocol_version != self.protocols.identify_version {
+            tracing::warn!(
+                %peer,
+                theirs = %info.protocol_version,
+                ours = %self.protocols.identify_version,
+                "peer belongs to another chain; disconnecting"
+            );
+            // Several connections of one stranger are one disconnected peer.
+            if self.ban(peer, WRONG_CHAIN_BAN) {
+                self.metrics.wrong_chain_peers.inc();
+            }
+            return;
+        }
+        if info.protocols.contains(&self.protocols.kad) {
+            // Listen addresses, not the ephemeral port of an inbound connection, are what other
+            // nodes must dial.
+            for addr in &info.listen_addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+        }
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        state.agent = Some(info.agent_version);
+        state.protocol_version = Some(info.protocol_version);
+        if !state.announced {
+            state.announced = true;
+            tracing::info!(%peer, agent = ?state.agent, "peer connected");
+            self.emit(NetEvent::PeerConnected(peer));
+        }
+    }
+
+    fn handle_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // If the node is saturated the channel is dropped and the peer sees a failure.
+                    self.emit(NetEvent::SyncRequest {
+                        peer,
+                        request,
+                        channel: ResponseToken(channel),
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.outbound.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

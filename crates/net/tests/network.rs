@@ -1,0 +1,418 @@
+//! Real swarms over TCP on 127.0.0.1, several per test, synchronised on events with deadlines.
+
+use std::future::Future;
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use prometheus_client::registry::Registry;
+use timecoin_net::{
+    start, Acceptance, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, Topic,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+struct Node {
+    handle: NetHandle,
+    events: Receiver<NetEvent>,
+    registry: Registry,
+    /// The listen address with `/p2p/<peer id>`, as a bootstrap entry.
+    addr: Multiaddr,
+}
+
+impl Node {
+    fn peer_id(&self) -> PeerId {
+        self.handle.local_peer_id()
+    }
+
+    /// Waits for the first event `pick` maps to `Some`, skipping the others.
+    async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(NetEvent) -> Option<T>) -> T {
+        timeout(DEADLINE, async {
+            loop {
+                let event = self.events.recv().await.expect("event channel open");
+                if let Some(found) = pick(event) {
+                    return found;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    async fn wait_connected(&mut self, peer: PeerId) {
+        self.wait_for("peer connected", |e| match e {
+            NetEvent::PeerConnected(p) if p == peer => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
+    /// Waits for the next gossip message on `topic`, returning its payload after reporting
+    /// `acceptance`.
+    async fn next_gossip(&mut self, topic: Topic, acceptance: Acceptance) -> (Vec<u8>, PeerId) {
+        let handle = self.handle.clone();
+        self.wait_for("gossip", |e| match e {
+            NetEvent::Gossip {
+                topic: t,
+                data,
+                id,
+                source,
+            } if t == topic => {
+                handle.report(id, source, acceptance);
+                Some((data, source))
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Receives (and accepts) one message per topic, `<prefix>:<kind>`, from `source`.
+    async fn expect_one_per_topic(&mut self, prefix: &str, source: PeerId) {
+        let mut seen = Vec::new();
+        while seen.len() < Topic::ALL.len() {
+            let handle = self.handle.clone();
+            let (topic, data, from) = self
+                .wait_for("gossip", |e| match e {
+                    NetEvent::Gossip {
+                        topic,
+                        data,
+                        id,
+                        source,
+                    } => {
+                        handle.report(id, source, Acceptance::Accept);
+                        Some((topic, data, source))
+                    }
+                    _ => None,
+                })
+                .await;
+            assert_eq!(data, format!("{prefix}:{}", topic.kind()).into_bytes());
+            assert_eq!(from, source);
+            assert!(!seen.contains(&topic), "{topic:?} delivered twice");
+            seen.push(topic);
+        }
+    }
+
+    /// The value of a metric in the node's registry (0 if absent).
+    fn metric(&self, name: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+}
+
+fn config(chain_id: &str, bootstrap: &[&Node], max_peers: u32) -> NetConfig {
+    NetConfig {
+        chain_id: chain_id.into(),
+        keypair: Keypair::generate_ed25519(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: bootstrap.iter().map(|n| n.addr.clone()).collect(),
+        max_peers,
+        max_message_bytes: 1 << 20,
+        max_sync_response_bytes: 1 << 20,
+    }
+}
+
+async fn spawn(config: NetConfig) -> Node {
+    let mut registry = Registry::default();
+    let (handle, events) = start(config, &mut registry).await.expect("network starts");
+    let listen = handle.listen_addrs().await;
+    assert!(!listen.is_empty(), "listen address reported at start");
+    let addr = listen[0]
+        .clone()
+        .with(Protocol::P2p(handle.local_peer_id()));
+    Node {
+        handle,
+        events,
+        registry,
+        addr,
+    }
+}
+
+fn tcp_port(addr: &Multiaddr) -> u16 {
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .expect("tcp address")
+}
+
+/// Polls `check` until it holds, failing after the deadline.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    timeout(DEADLINE, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_on_every_topic_in_both_directions() {
+    let mut a = spawn(config("gossip", &[], 8)).await;
+    // Published before any peer exists: queued, then flushed when `b` subscribes.
+    for topic in Topic::ALL {
+        a.handle
+            .publish(topic, format!("a:{}", topic.kind()).into_bytes())
+            .await;
+    }
+    let mut b = spawn(config("gossip", &[&a], 8)).await;
+    // Queued messages are flushed per topic as subscriptions arrive, in no fixed topic order.
+    b.expect_one_per_topic("a", a.peer_id()).await;
+    for topic in Topic::ALL {
+        b.handle
+            .publish(topic, format!("b:{}", topic.kind()).into_bytes())
+            .await;
+    }
+    a.expect_one_per_topic("b", b.peer_id()).await;
+
+    // Publishing the same content twice is not an error and sends it once.
+    a.handle.publish(Topic::Tx, b"dup".to_vec()).await;
+    a.handle.publish(Topic::Tx, b"dup".to_vec()).await;
+    a.handle.publish(Topic::Tx, b"after".to_vec()).await;
+    assert_eq!(b.next_gossip(Topic::Tx, Acceptance::Accept).await.0, b"dup");
+    assert_eq!(
+        b.next_gossip(Topic::Tx, Acceptance::Accept).await.0,
+        b"after"
+    );
+
+    let peers = a.handle.peers().await;
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].peer_id, b.peer_id().to_base58());
+    assert_eq!(
+        peers[0].protocol_version.as_deref(),
+        Some("/timecoin/gossip/1.0.0")
+    );
+    assert!(peers[0].agent.as_deref().unwrap().starts_with("timed/"));
+    assert_eq!(a.metric("timecoin_net_connected_peers"), 1.0);
+    // One registry for libp2p's and our metrics: every metric family must appear once.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &a.registry).unwrap();
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect();
+    let count = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(families.len(), count, "duplicate metric families:\n{text}");
+    assert!(text.contains("libp2p_gossipsub"), "{text}");
+
+    a.handle.shutdown().await;
+    b.wait_for("disconnect after shutdown", |e| {
+        matches!(e, NetEvent::PeerDisconnected(p) if p == a.peer_id()).then_some(())
+    })
+    .await;
+    assert!(a.handle.peers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_accepted_messages_are_forwarded() {
+    // a - b - c in a line: a and c allow one peer each, so c hears a only through b.
+    let mut b = spawn(config("relay", &[], 8)).await;
+    let mut a = spawn(config("relay", &[&b], 1)).await;
+    let mut c = spawn(config("relay", &[&b], 1)).await;
+    a.wait_connected(b.peer_id()).await;
+    c.wait_connected(b.peer_id()).await;
+    // b must know c's subscriptions before it forwards anything, or c is not yet a recipient.
+    // They precede c's own messages on the wire, so a message from c proves it.
+    c.handle
+        .publish(Topic::Prepare, b"c is here".to_vec())
+        .await;
+    let (data, _) = b.next_gossip(Topic::Prepare, Acceptance::Ignore).await;
+    assert_eq!(data, b"c is here");
+
+    a.handle.publish(Topic::Prepare, b"bad vote".to_vec()).await;
+    let (data, source) = b.next_gossip(Topic::Prepare, Acceptance::Reject).await;
+    assert_eq!((data.as_slice(), source), (&b"bad vote"[..], a.peer_id()));
+    // The rejection lowers a's score in b's eyes.
+    let a_id = a.peer_id().to_base58();
+    eventually("a's score drops", || async {
+        b.handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < 0.0))
+    })
+    .await;
+
+    a.handle
+        .publish(Topic::Prepare, b"good vote".to_vec())
+        .await;
+    let (data, _) = b.next_gossip(Topic::Prepare, Acceptance::Accept).await;
+    assert_eq!(data, b"good vote");
+
+    // The first (and only) message c sees is the accepted one, relayed by b.
+    let (data, source) = c.next_gossip(Topic::Prepare, Acceptance::Accept).await;
+    assert_eq!(data, b"good vote");
+    assert_eq!(source, b.peer_id());
+    let a_peers = a.handle.peers().await;
+    assert_eq!(
+        a_peers.len(),
+        1,
+        "max_peers = 1 keeps a connected to b only"
+    );
+
+    // Repeat offences sink a's score: b stops sending it anything below -50, and from the
+    // third rejected message (-90, decaying slowly) b drops its RPCs altogether (graylist, -80).
+    for i in 0..2 {
+        let bad = format!("bad vote {i}").into_bytes();
+        a.handle.publish(Topic::Prepare, bad.clone()).await;
+        assert_eq!(
+            b.next_gossip(Topic::Prepare, Acceptance::Reject).await.0,
+            bad
+        );
+    }
+    eventually("a is below the publish threshold", || async {
+        b.handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < -50.0))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bootstrap_address_finds_the_rest_through_kademlia() {
+    let mut hub = spawn(config("kad", &[], 8)).await;
+    let c = spawn(config("kad", &[&hub], 8)).await;
+    hub.wait_connected(c.peer_id()).await;
+
+    let mut a = spawn(config("kad", &[&hub], 8)).await;
+    a.wait_connected(c.peer_id()).await;
+    let peers = a.handle.peers().await;
+    assert!(peers.iter().any(|p| p.peer_id == hub.peer_id().to_base58()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_round_trip_size_limit_and_penalty() {
+    let mut server = spawn(config("sync", &[], 8)).await;
+    let mut client_config = config("sync", &[], 8);
+    // Bootstrap through a DNS name.
+    let port = tcp_port(&server.addr);
+    client_config.bootstrap = vec![
+        format!("/dns4/localhost/tcp/{port}/p2p/{}", server.peer_id())
+            .parse()
+            .unwrap(),
+    ];
+    client_config.max_sync_response_bytes = 1024;
+    let mut client = spawn(client_config).await;
+    server.wait_connected(client.peer_id()).await;
+    client.wait_connected(server.peer_id()).await;
+
+    let server_handle = server.handle.clone();
+    let mut server_events = std::mem::replace(&mut server.events, tokio::sync::mpsc::channel(1).1);
+    let responder = tokio::spawn(async move {
+        while let Some(event) = server_events.recv().await {
+            match event {
+                NetEvent::SyncRequest {
+                    request, channel, ..
+                } => {
+                    let size = if request == b"small" { 1000 } else { 4096 };
+                    server_handle.respond(channel, vec![7; size]);
+                }
+                NetEvent::PeerDisconnected(peer) => return peer,
+                _ => {}
+            }
+        }
+        panic!("event channel closed");
+    });
+
+    let response = client
+        .handle
+        .request(server.peer_id(), b"small".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(response, vec![7; 1000]);
+
+    let err = client
+        .handle
+        .request(server.peer_id(), b"big".to_vec())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, NetError::Request { reason, .. } if reason.contains("exceeds the limit")),
+        "{err}"
+    );
+
+    let err = client
+        .handle
+        .request(server.peer_id(), vec![0; 100_000])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Request { .. }), "{err}");
+
+    // A bad response gets the server disconnected and banned.
+    client
+        .handle
+        .penalize(server.peer_id(), "oversize sync response");
+    let gone = timeout(DEADLINE, responder).await.unwrap().unwrap();
+    assert_eq!(gone, client.peer_id());
+    assert_eq!(client.metric("timecoin_net_penalized_peers_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_of_another_chain_are_disconnected() {
+    let mut a = spawn(config("main", &[], 8)).await;
+    let stranger = spawn(config("other", &[&a], 8)).await;
+    // Whichever side reads the other's identify record first drops the connection.
+    let dropped = |n: &Node| n.metric("timecoin_net_wrong_chain_peers_total") >= 1.0;
+    eventually("one side drops the other", || async {
+        dropped(&a) || dropped(&stranger)
+    })
+    .await;
+    let stranger_id = stranger.peer_id().to_base58();
+    eventually("the stranger's connection is closed", || async {
+        !a.handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == stranger_id)
+    })
+    .await;
+
+    // A peer of the same chain still connects, and the stranger was never announced.
+    let b = spawn(config("main", &[&a], 8)).await;
+    let stranger_peer = stranger.peer_id();
+    a.wait_for("same-chain peer", |e| match e {
+        NetEvent::PeerConnected(p) if p == stranger_peer => panic!("stranger announced"),
+        NetEvent::PeerConnected(p) if p == b.peer_id() => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_tcp_port_is_dropped() {
+    let mut a = spawn(config("garbage", &[], 8)).await;
+    let port = tcp_port(&a.addr);
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    // The node may already have closed its side while we write; either way is fine.
+    let _ = socket.write_all(&garbage).await;
+    let mut sink = Vec::new();
+    timeout(DEADLINE, socket.read_to_end(&mut sink))
+        .await
+        .expect("the node closes the connection")
+        .ok();
+
+    // Still healthy: a real peer connects and gossips.
+    let b = spawn(config("garbage", &[&a], 8)).await;
+    a.wait_connected(b.peer_id()).await;
+    b.handle.publish(Topic::Tx, b"still alive".to_vec()).await;
+    let (data, _) = a.next_gossip(Topic::Tx, Acceptance::Accept).await;
+    assert_eq!(data, b"still alive");
+}
