@@ -32,6 +32,13 @@ enum Command {
     /// Create keys, inspect balances and send TIME.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
+    /// Ask a node over JSON-RPC whether it is up; prints its chain info, exits non-zero if not
+    /// (the container healthcheck).
+    Status {
+        /// The node's JSON-RPC URL.
+        #[arg(long, default_value = "http://127.0.0.1:8545/")]
+        rpc: String,
+    },
     /// Print the peer id and validator public key of a home (for wiring bootstrap addresses).
     Show {
         /// The node's home directory.
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         Command::Init(args) => config::init(args),
         Command::Start(args) => node::run(args),
         Command::Wallet(cmd) => wallet::run(cmd),
+        Command::Status { rpc } => wallet::status(&rpc),
         Command::Show { home } => config::show(&home),
     };
     match result {

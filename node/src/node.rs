@@ -49,6 +49,9 @@ pub struct StartArgs {
     /// Serve JSON-RPC on this HOST:PORT instead of the configured one.
     #[arg(long)]
     pub rpc_listen: Option<SocketAddr>,
+    /// Keep the database here instead of the configured data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A block proposal on the wire: the signed proposal and the block it names.
@@ -87,6 +90,29 @@ pub struct Shared {
     pub status: watch::Receiver<Status>,
     /// Metrics.
     pub metrics: Metrics,
+    /// When this node finalized recent heights (wall clock, ms), for latency measurements.
+    pub finalized_at: Mutex<FinalizedAt>,
+}
+
+/// The local finalization time of the most recent heights.
+#[derive(Default)]
+pub struct FinalizedAt(std::collections::BTreeMap<u64, u64>);
+
+impl FinalizedAt {
+    /// How many heights are remembered.
+    const KEEP: usize = 100_000;
+
+    fn record(&mut self, height: u64, at_ms: u64) {
+        self.0.insert(height, at_ms);
+        if self.0.len() > Self::KEEP {
+            self.0.pop_first();
+        }
+    }
+
+    /// When `height` was finalized here, if it was recently.
+    pub fn get(&self, height: u64) -> Option<u64> {
+        self.0.get(&height).copied()
+    }
 }
 
 /// Why a transaction was not admitted.
@@ -164,7 +190,7 @@ pub enum Internal {
         /// Round.
         round: u32,
         /// The block.
-        block: Block,
+        block: Box<Block>,
     },
     /// Finalized blocks fetched from a peer, to apply in order.
     Synced {
@@ -215,6 +241,9 @@ async fn start(args: StartArgs) -> Result<()> {
     }
     if let Some(addr) = args.rpc_listen {
         config.rpc.listen = addr;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
     }
 
     let genesis = Genesis::load(&resolve(home, &config.genesis))?;
@@ -282,6 +311,7 @@ async fn start(args: StartArgs) -> Result<()> {
         net,
         status: status_rx,
         metrics,
+        finalized_at: Mutex::default(),
     });
     let (rpc_addr, rpc_handle) = rpc::serve(config.rpc.listen, shared.clone()).await?;
     info!(
@@ -470,7 +500,7 @@ impl Node {
                     let _ = tx.send(Internal::Built {
                         height,
                         round,
-                        block,
+                        block: Box::new(block),
                     });
                 }
                 Ok(block) => warn!(
@@ -526,6 +556,11 @@ impl Node {
 
     fn after_commit(&mut self, block: &Block, round: u32) {
         let height = block.header.height;
+        self.shared
+            .finalized_at
+            .lock()
+            .expect("finalized_at lock")
+            .record(height, crate::testnet::now_ms());
         let latency = self.height_started.elapsed();
         let m = &self.shared.metrics;
         m.height.set(height as i64);
@@ -721,7 +756,7 @@ impl Node {
                 self.feed(Input::BlockBuilt {
                     height,
                     round,
-                    block,
+                    block: *block,
                     block_hash,
                 })
                 .await;

@@ -92,6 +92,7 @@ fn block_json(shared: &Shared, block: &Block) -> RpcResult {
         "proposer": h.proposer.to_string(),
         "round": h.round,
         "time_ms": h.time_ms,
+        "finalized_at_ms": shared.finalized_at.lock().expect("finalized_at lock").get(h.height),
         "tx_root": h.tx_root.to_string(),
         "validator_set_hash": h.validator_set_hash.to_string(),
         "transactions": transactions,
@@ -253,7 +254,7 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
     .expect(ok);
 
     m.register_async_method("getpeerinfo", |_, s, _| async move {
-        RpcResult::Ok(serde_json::to_value(s.net.peers().await).map_err(internal)?)
+        serde_json::to_value(s.net.peers().await).map_err(internal)
     })
     .expect(ok);
 

@@ -104,6 +104,18 @@ pub fn run(command: WalletCommand) -> Result<()> {
     }
 }
 
+/// `timed status`: prints the node's `getblockchaininfo`.
+pub fn status(rpc: &str) -> Result<()> {
+    let info: Value = runtime()?.block_on(async {
+        client(rpc)?
+            .request("getblockchaininfo", rpc_params![])
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    println!("{info}");
+    Ok(())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,7 +148,7 @@ async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> R
     let mut coins: Vec<Unspent> = client
         .request("listunspent", rpc_params![from.to_string()])
         .await?;
-    coins.sort_by(|a, b| b.amount.cmp(&a.amount));
+    coins.sort_by_key(|c| std::cmp::Reverse(c.amount));
     let need = amount
         .checked_add(fee)
         .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
