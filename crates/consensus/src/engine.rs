@@ -149,6 +149,11 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
     /// Starts `height` with its validator set, once the previous height is committed.
     /// Resumes in the persisted round (with the persisted lock) when the signer's state is
     /// at this height, and replays the messages buffered for it.
+    ///
+    /// After a restart the node should also hand back, as [`Input::Proposal`], the
+    /// proposals of this height it logged before the crash (a write-ahead log, as
+    /// CometBFT keeps): the restored lock names a block, and if every validator locked on
+    /// it lost the block, nobody can propose it again and the height cannot finish.
     pub fn start_height(&mut self, height: u64, validators: ValidatorSet) -> Vec<Output<B>> {
         let mut hs = HeightState {
             height,
@@ -402,6 +407,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             self.progress(ctx);
             return ignored("round too far ahead");
         }
+        let current_round = self.round;
         let rs = self.round_state(round);
         if let Some(first) = &rs.proposal {
             if rs.double_proposal_seen {
@@ -415,7 +421,11 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             }));
             return Verdict::Accepted;
         }
+        let pol_round = proposal.valid_round.filter(|_| round >= current_round);
         rs.proposal = Some(proposal);
+        if let Some(vr) = pol_round {
+            self.resend_prepare(ctx, vr, block_hash);
+        }
         self.cache_block(ctx, block_hash, block, round, Validity::Pending);
         self.progress(ctx);
         Verdict::Accepted
@@ -465,7 +475,8 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
                 }));
                 Verdict::Accepted
             }
-            Added::KnownEquivocation => ignored("equivocating voter already recorded"),
+            Added::Conflicting => Verdict::Accepted,
+            Added::Excess => ignored("equivocating voter already recorded"),
         }
     }
 
@@ -477,10 +488,16 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             return ignored("stale timeout");
         }
         match (t.step, self.step) {
-            // Line 57: no proposal in time.
+            // Line 57: no proposal in time. The timer then repeats for as long as the
+            // round lasts (see `rebroadcast`).
             (Step::Propose, Step::Propose) => {
                 self.step = Step::Prepare;
                 self.vote(ctx, VoteKind::Prepare, None);
+                self.schedule(ctx, Step::Propose);
+            }
+            (Step::Propose, _) => {
+                self.rebroadcast(ctx);
+                self.schedule(ctx, Step::Propose);
             }
             // Line 61: no prepare quorum on one value in time.
             (Step::Prepare, Step::Prepare) => {
@@ -663,6 +680,58 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         }
     }
 
+    /// Sends our votes of the current round (and our last precommit before it) again.
+    /// The paper assumes that gossip
+    /// eventually delivers every message; gossipsub does not retransmit what a partition
+    /// or a restart lost, so without this a validator that waits for 2/3 of any prepares
+    /// or precommits (the condition that starts the prepare and precommit timers) could
+    /// wait forever after the network heals. The round's propose timer, which repeats
+    /// while the round lasts, drives it: a round that goes well is decided before it
+    /// ever fires.
+    fn rebroadcast(&mut self, ctx: &mut Ctx<'_, B>) {
+        let Some(key) = ctx.signer.as_ref().map(|s| s.public_key()) else {
+            return;
+        };
+        let Some(rs) = self.rounds.get(&self.round) else {
+            return;
+        };
+        for set in [&rs.prepares, &rs.precommits] {
+            if let Some(vote) = set.get(&key) {
+                ctx.out.push(Output::BroadcastVote(vote.clone()));
+            }
+        }
+        let pol = rs
+            .proposal
+            .as_ref()
+            .and_then(|p| Some((p.valid_round?, p.block_hash)));
+        // Our latest precommit of an earlier round: validators still in that round need
+        // 2/3 of its precommits to time out and follow us.
+        let earlier = self
+            .rounds
+            .range(..self.round)
+            .rev()
+            .find_map(|(_, rs)| rs.precommits.get(&key));
+        if let Some(vote) = earlier {
+            ctx.out.push(Output::BroadcastVote(vote.clone()));
+        }
+        if let Some((vr, hash)) = pol {
+            self.resend_prepare(ctx, vr, hash);
+        }
+    }
+
+    /// Sends our prepare for `hash` in `round` again: a re-proposal names that round as
+    /// its proof of lock, and validators that lost some of its prepares (they are not
+    /// retransmitted by gossip) need them to unlock.
+    fn resend_prepare(&mut self, ctx: &mut Ctx<'_, B>, round: u32, hash: Hash256) {
+        let Some(key) = ctx.signer.as_ref().map(|s| s.public_key()) else {
+            return;
+        };
+        let vote = self.rounds.get(&round).and_then(|rs| rs.prepares.get(&key));
+        if let Some(vote) = vote.filter(|v| v.block_hash == Some(hash)) {
+            ctx.out.push(Output::BroadcastVote(vote.clone()));
+        }
+    }
+
     /// Line 11: StartRound.
     fn start_round(&mut self, ctx: &mut Ctx<'_, B>, round: u32) {
         self.round = round;
@@ -771,7 +840,16 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         };
         let proposal = rs.proposal.clone();
         let validity = proposal.as_ref().and_then(|p| self.validity(&p.block_hash));
-        let prepare_total = rs.prepares.total();
+        // A precommit shows its sender is done preparing: counting it toward "2/3 of any
+        // prepares" lets a validator that lost some prepares (a restarted validator
+        // cannot re-send a prepare it signed before its last precommit) still time out.
+        let prepare_total = rs.precommits.voters().fold(rs.prepares.total(), |w, k| {
+            if rs.prepares.get(k).is_some() {
+                w
+            } else {
+                w.saturating_add(set.weight_of(k))
+            }
+        });
         let prepare_nil = rs.prepares.weight_for(None);
         let precommit_total = rs.precommits.total();
         let proposal_has_quorum = proposal
@@ -795,9 +873,18 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
                                 .rounds
                                 .get(&vr)
                                 .is_some_and(|r| set.is_quorum(r.prepares.weight_for(Some(hash))));
-                            pol.then(|| {
-                                ok && self.locked.is_none_or(|(lr, l)| lr <= vr || l == hash)
-                            })
+                            let free = self.locked.is_none_or(|(_, l)| l == hash);
+                            if pol {
+                                Some(ok && self.locked.is_none_or(|(lr, l)| lr <= vr || l == hash))
+                            } else if free {
+                                // Unlocked, or locked on this very block: line 22 would
+                                // prepare it, so the POL (needed only to unlock) is not
+                                // awaited. Waiting would stall rounds whenever a POL vote
+                                // was lost, since gossip does not retransmit.
+                                Some(ok)
+                            } else {
+                                None
+                            }
                         }
                     };
                     if let Some(yes) = vote {
@@ -846,6 +933,31 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             self.schedule(ctx, Step::Precommit);
             return true;
         }
+        if let Some(pol) = self.newer_valid_value() {
+            self.valid = Some(pol);
+            self.persist_locks(ctx);
+            return true;
+        }
         false
+    }
+
+    /// A valid block with a prepare quorum in a round above the valid value's, up to the
+    /// current one. The paper only takes the current round's (line 36); a proof of lock
+    /// seen late, from a round the validator already left, is just as good a value to
+    /// re-propose (receivers check the quorum of its valid_round themselves), and without
+    /// it a lock whose proof reached only some validators could stay unresolved.
+    fn newer_valid_value(&self) -> Option<(u32, Hash256)> {
+        let floor = self.valid.map(|(r, _)| r);
+        self.rounds
+            .range(..=self.round)
+            .rev()
+            .take_while(|(r, _)| floor.is_none_or(|f| **r > f))
+            .find_map(|(r, rs)| {
+                rs.prepares.values().find_map(|(value, weight)| {
+                    let hash = value?;
+                    let valid = self.validity(&hash) == Some(Validity::Valid);
+                    (valid && self.validators.is_quorum(weight)).then_some((*r, hash))
+                })
+            })
     }
 }

@@ -7,7 +7,9 @@ use timecoin_types::{Certificate, Hash256, Proposal, Vote};
 /// Timeouts and memory bounds of the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// How long to wait for the round's proposal (round 0), in milliseconds.
+    /// How long to wait for the round's proposal (round 0), in milliseconds. The same
+    /// timer then repeats while the round lasts, re-sending this validator's votes of the
+    /// round, because gossip does not retransmit messages lost to a partition.
     pub timeout_propose_ms: u64,
     /// How long to wait for a prepare quorum on one value after 2/3 of any prepares.
     pub timeout_prepare_ms: u64,

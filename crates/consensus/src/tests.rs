@@ -518,31 +518,56 @@ fn more_than_a_third_in_a_later_round_skips_to_it() {
 }
 
 #[test]
-fn equivocation_is_evidence_and_counts_once() {
+fn equivocation_is_evidence_and_weight_counts_once() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let mut e = net.engine(None);
-    e.start_height(1, net.set.clone());
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
     let (a, b) = (Blk(1), Blk(2));
-    net.votes(&mut e, &[0], VoteKind::Precommit, 1, 0, Some(&a));
-    let second = e.handle(net.vote(0, VoteKind::Precommit, 1, 0, Some(&b)));
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Propose,
+    }));
+    net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, Some(&a));
+    let second = e.handle(net.vote(o[0], VoteKind::Prepare, 1, 0, Some(&b)));
     assert_eq!(second.verdict, Verdict::Accepted);
     assert!(
         matches!(&second.outputs[..], [Output::Evidence(Evidence::DoubleVote { first, second })]
         if first.block_hash == Some(hash_of(&a)) && second.block_hash == Some(hash_of(&b)))
     );
-    let third = e.handle(net.vote(0, VoteKind::Precommit, 1, 0, None));
-    assert!(matches!(third.verdict, Verdict::Ignored(_)));
+    // Our nil prepare and the equivocator's two: 2 of 4 weight in total, so the
+    // "2/3 of any prepares" timer does not start.
+    assert!(!second
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::ScheduleTimeout { .. })));
+    // A third version: no new evidence, not counted.
+    let third = e.handle(net.vote(o[0], VoteKind::Prepare, 1, 0, None));
     assert_eq!(evidence(&third.outputs), 0);
-    // Validator 0 counts for a only: 1 and 2 on b are not a quorum with it.
-    let out = net.votes(&mut e, &[1, 2], VoteKind::Precommit, 1, 0, Some(&b));
+    let fourth = e.handle(net.vote(o[0], VoteKind::Prepare, 1, 0, Some(&Blk(3))));
+    assert!(matches!(fourth.verdict, Verdict::Ignored(_)));
+    let out = net.votes(&mut e, &o[1..2], VoteKind::Prepare, 1, 0, Some(&a));
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.step == Step::Prepare)
+    ));
+}
+
+#[test]
+fn an_equivocators_vote_counts_for_each_value_it_names() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let mut e = net.engine(None);
+    e.start_height(1, net.set.clone());
+    let (a, b) = (Blk(1), Blk(2));
+    net.votes(&mut e, &[0], VoteKind::Precommit, 1, 0, Some(&a));
+    let out = net.votes(&mut e, &[0, 1], VoteKind::Precommit, 1, 0, Some(&b));
+    assert_eq!(evidence(&out), 1);
     assert!(decision(&out).is_none());
-    let out = net.votes(&mut e, &[3], VoteKind::Precommit, 1, 0, Some(&b));
+    // Honest 2 and 3 with the equivocator's b: a quorum any validator that saw the same
+    // messages also sees, whichever version reached it first.
+    let out = net.votes(&mut e, &[2], VoteKind::Precommit, 1, 0, Some(&b));
     let (_, hash, _, cert) = decision(&out).unwrap();
     assert_eq!(hash, hash_of(&b));
-    assert!(cert
-        .signatures
-        .iter()
-        .all(|s| s.validator != net.keys[0].public()));
+    assert_eq!(cert.verify(CHAIN, &net.set), Ok(3));
 }
 
 #[test]

@@ -1,53 +1,91 @@
 //! Votes of one kind in one round, counted by weight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use timecoin_types::{Hash256, PublicKey, Vote};
+
+/// Most conflicting votes kept per validator per round and kind: an equivocator gains
+/// nothing from a third version, and the bound keeps memory finite.
+const MAX_CONFLICTING: usize = 2;
 
 /// What adding a vote did.
 pub(crate) enum Added {
-    /// New vote, counted.
+    /// First vote of its voter: counted.
     New,
-    /// The identical vote was already counted.
+    /// Already counted.
     Duplicate,
-    /// The voter already voted differently: not counted; the first vote is returned for
-    /// the evidence.
+    /// The voter's first conflicting vote: evidence against it (the first vote is
+    /// returned); counted for its own value only.
     Equivocation(Box<Vote>),
-    /// An equivocation of a voter already caught in this set.
-    KnownEquivocation,
+    /// A further conflicting vote of a known equivocator, counted for its own value only.
+    Conflicting,
+    /// Beyond what is kept of one equivocator: dropped.
+    Excess,
 }
 
-/// The first vote of each validator, with the weight behind each value. Ordered maps keep
+/// The votes of each validator, with the weight behind each value. Ordered maps keep
 /// iteration, and so the engine's outputs, deterministic.
+///
+/// A validator's weight counts once toward the total of all votes (the "2/3 of any"
+/// conditions), but an equivocator's conflicting votes also count for the value each one
+/// names, as in the paper, where a quorum for a value is 2f+1 messages for that value from
+/// distinct senders. Counting only the first vote would let one equivocator give honest
+/// validators different views of a round forever (each counts whichever version arrived
+/// first), which stalls unlocking; counting all keeps views convergent once every message
+/// arrived. Safety is unaffected: two quorums still share more than a third of the
+/// weight, so some honest validator would have to vote twice.
 #[derive(Default)]
 pub(crate) struct VoteSet {
-    votes: BTreeMap<PublicKey, Vote>,
+    first: BTreeMap<PublicKey, Vote>,
+    conflicting: BTreeMap<(PublicKey, Option<Hash256>), Vote>,
+    conflicts_of: BTreeMap<PublicKey, usize>,
     weights: BTreeMap<Option<Hash256>, u64>,
     total: u64,
-    equivocators: BTreeSet<PublicKey>,
 }
 
 impl VoteSet {
-    /// Counts `vote` with `weight` unless its voter already voted.
+    /// Counts `vote` of a member with `weight`.
     pub(crate) fn add(&mut self, vote: Vote, weight: u64) -> Added {
-        if let Some(first) = self.votes.get(&vote.validator) {
-            if *first == vote {
-                return Added::Duplicate;
-            }
-            if !self.equivocators.insert(vote.validator) {
-                return Added::KnownEquivocation;
-            }
-            return Added::Equivocation(Box::new(first.clone()));
+        let Some(first) = self.first.get(&vote.validator) else {
+            // Weights of distinct members of one set: their sum fits in u64.
+            *self.weights.entry(vote.block_hash).or_default() += weight;
+            self.total += weight;
+            self.first.insert(vote.validator, vote);
+            return Added::New;
+        };
+        let slot = (vote.validator, vote.block_hash);
+        if first.block_hash == vote.block_hash || self.conflicting.contains_key(&slot) {
+            return Added::Duplicate;
         }
-        // Weights of distinct members of one set: their sum fits in u64.
+        let conflicts = self.conflicts_of.entry(vote.validator).or_default();
+        if *conflicts >= MAX_CONFLICTING {
+            return Added::Excess;
+        }
+        *conflicts += 1;
+        let result = if *conflicts == 1 {
+            Added::Equivocation(Box::new(first.clone()))
+        } else {
+            Added::Conflicting
+        };
+        // One vote per validator per value: each value's weight stays within the total.
         *self.weights.entry(vote.block_hash).or_default() += weight;
-        self.total += weight;
-        self.votes.insert(vote.validator, vote);
-        Added::New
+        self.conflicting.insert(slot, vote);
+        result
     }
 
     /// True when exactly this vote is already counted.
     pub(crate) fn contains(&self, vote: &Vote) -> bool {
-        self.votes.get(&vote.validator) == Some(vote)
+        self.first.get(&vote.validator) == Some(vote)
+            || self.conflicting.get(&(vote.validator, vote.block_hash)) == Some(vote)
+    }
+
+    /// The first vote of `key`, if any.
+    pub(crate) fn get(&self, key: &PublicKey) -> Option<&Vote> {
+        self.first.get(key)
+    }
+
+    /// The validators that voted.
+    pub(crate) fn voters(&self) -> impl Iterator<Item = &PublicKey> {
+        self.first.keys()
     }
 
     /// Weight of the votes for `value`.
@@ -55,7 +93,7 @@ impl VoteSet {
         self.weights.get(&value).copied().unwrap_or(0)
     }
 
-    /// Weight of all counted votes.
+    /// Weight of all voters, each counted once.
     pub(crate) fn total(&self) -> u64 {
         self.total
     }
@@ -65,8 +103,11 @@ impl VoteSet {
         self.weights.iter().map(|(k, w)| (*k, *w))
     }
 
-    /// The counted votes for `value`.
+    /// The counted votes for `value`, at most one per validator.
     pub(crate) fn votes_for(&self, value: Option<Hash256>) -> impl Iterator<Item = &Vote> {
-        self.votes.values().filter(move |v| v.block_hash == value)
+        self.first
+            .values()
+            .chain(self.conflicting.values())
+            .filter(move |v| v.block_hash == value)
     }
 }

@@ -1,0 +1,1078 @@
+//! A deterministic network simulator that drives the real [`Engine`].
+//!
+//! Everything is derived from one seed: validator weights and roles, message latency,
+//! drops, duplicates, partitions, crashes and what Byzantine validators do. Time is
+//! simulated (milliseconds on an event queue), so a run takes as long as its computation
+//! and replays bit for bit. After every event the invariants are checked: no two honest
+//! validators decide different blocks at one height, every certificate verifies, no
+//! honest validator is ever caught equivocating, no honest message is rejected, no
+//! invalid block is decided; and after the last fault heals, every honest validator must
+//! decide a few more heights within a bounded number of rounds.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use timecoin_consensus::{
+    Config, Engine, Evidence, Input, Output, Signer, SignerState, Timeout, Verdict,
+};
+use timecoin_types::{
+    Address, Certificate, Hash256, Keypair, Proposal, Signature, Validator, ValidatorSet, Vote,
+    VoteKind,
+};
+
+/// Chain id of every simulated network.
+pub const CHAIN_ID: &str = "timecoin-sim";
+/// How long a height stays decided by someone before a lagging node is handed the block
+/// and certificate (the node's block sync).
+const SYNC_LAG_MS: u64 = 1000;
+/// How often lagging nodes look for decided heights.
+const SYNC_EVERY_MS: u64 = 500;
+/// A run that needs more events than this is reported as a failure (a message storm).
+const MAX_EVENTS: u64 = 20_000_000;
+
+/// A small deterministic PRNG (SplitMix64): enough for a simulator, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `per_mille`/1000.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.next_u64() % 1000 < per_mille
+    }
+}
+
+/// The simulated application's block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimBlock {
+    /// Height built for.
+    pub height: u64,
+    /// Round built in.
+    pub round: u32,
+    /// Index of the builder.
+    pub proposer: usize,
+    /// Stand-in for transactions.
+    pub payload: u64,
+    /// Set only by Byzantine builders: the application rejects it.
+    pub invalid: bool,
+}
+
+impl SimBlock {
+    /// The block's hash over all its fields.
+    pub fn hash(&self) -> Hash256 {
+        Hash256::digest_parts(&[
+            &self.height.to_be_bytes(),
+            &self.round.to_be_bytes(),
+            &(self.proposer as u64).to_be_bytes(),
+            &self.payload.to_be_bytes(),
+            &[u8::from(self.invalid)],
+        ])
+    }
+}
+
+/// What a validator does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behavior {
+    /// Follows the protocol (may still crash and restart).
+    Honest,
+    /// Runs the engine but sends two different proposals and two different votes, each to
+    /// half of the network.
+    Equivocate,
+    /// Never sends anything.
+    Silent,
+    /// Sends a stream of malformed, forged, misaddressed or random signed messages.
+    Garbage,
+}
+
+/// Messages crossing between the two sides are lost from `start_ms` until `heal_ms`.
+#[derive(Clone, Debug)]
+pub struct Partition {
+    /// When the cut starts.
+    pub start_ms: u64,
+    /// When it heals.
+    pub heal_ms: u64,
+    /// Side of each validator.
+    pub side: Vec<bool>,
+}
+
+/// An honest validator that stops at `at_ms` and restarts at `restart_ms` from its
+/// persisted signer state and decided chain only.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    /// Which validator.
+    pub node: usize,
+    /// When it dies.
+    pub at_ms: u64,
+    /// When it comes back.
+    pub restart_ms: u64,
+}
+
+/// Everything a run depends on.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Weight of each validator.
+    pub weights: Vec<u64>,
+    /// Role of each validator.
+    pub behaviors: Vec<Behavior>,
+    /// Minimum one-way delay.
+    pub latency_ms: u64,
+    /// Extra uniform delay `0..=jitter_ms` (it also reorders messages).
+    pub jitter_ms: u64,
+    /// Messages lost before the heal, per thousand.
+    pub drop_per_mille: u64,
+    /// Messages delivered twice, per thousand.
+    pub dup_per_mille: u64,
+    /// An optional network split.
+    pub partition: Option<Partition>,
+    /// Honest crashes.
+    pub crashes: Vec<Crash>,
+    /// TSDC slot length: height h starts at `(h - 1) × slot_ms` at the earliest.
+    pub slot_ms: u64,
+    /// Heights every honest validator must decide after the heal.
+    pub heights_after_heal: u64,
+    /// Simulated time allowed for them.
+    pub budget_after_heal_ms: u64,
+    /// Engine configuration.
+    pub config: Config,
+}
+
+impl Scenario {
+    /// A random adversarial scenario: 4 to 10 validators (sometimes up to 40), Byzantine
+    /// validators with just under a third of the weight, latency, jitter, drops,
+    /// duplicates, and maybe a partition and crashes.
+    pub fn random(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed);
+        let n = if rng.chance(30) {
+            rng.range(11, 40)
+        } else {
+            rng.range(4, 10)
+        } as usize;
+        let equal = rng.chance(500);
+        let weights: Vec<u64> = (0..n)
+            .map(|_| if equal { 1 } else { rng.range(1, 10) })
+            .collect();
+        let total: u64 = weights.iter().sum();
+        // Greedily make validators Byzantine in a random order while their weight stays
+        // below a third: "just under 1/3".
+        let mut behaviors = vec![Behavior::Honest; n];
+        let mut byz = 0u64;
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.range(0, i as u64) as usize);
+        }
+        for &i in &order {
+            if 3 * (byz + weights[i]) < total {
+                byz += weights[i];
+                behaviors[i] = match rng.range(0, 2) {
+                    0 => Behavior::Equivocate,
+                    1 => Behavior::Silent,
+                    _ => Behavior::Garbage,
+                };
+            }
+        }
+        let partition = rng.chance(500).then(|| {
+            let start_ms = rng.range(0, 3000);
+            Partition {
+                start_ms,
+                heal_ms: start_ms + rng.range(1000, 8000),
+                side: (0..n).map(|_| rng.chance(500)).collect(),
+            }
+        });
+        let honest: Vec<usize> = (0..n)
+            .filter(|&i| behaviors[i] == Behavior::Honest)
+            .collect();
+        let crashes = (0..rng.range(0, 2))
+            .map(|_| {
+                let at_ms = rng.range(0, 6000);
+                Crash {
+                    node: honest[rng.range(0, honest.len() as u64 - 1) as usize],
+                    at_ms,
+                    restart_ms: at_ms + rng.range(200, 10_000),
+                }
+            })
+            .collect();
+        Scenario {
+            seed,
+            weights,
+            behaviors,
+            latency_ms: rng.range(5, 60),
+            jitter_ms: rng.range(0, 100),
+            drop_per_mille: rng.range(0, 30),
+            dup_per_mille: rng.range(0, 100),
+            partition,
+            crashes,
+            slot_ms: if rng.chance(500) {
+                0
+            } else {
+                rng.range(200, 1500)
+            },
+            heights_after_heal: 3,
+            budget_after_heal_ms: 120_000,
+            config: Config::default(),
+        }
+    }
+
+    /// A fault-free network of `n` equal validators with a fixed one-way delay and no
+    /// jitter, for latency figures.
+    pub fn calm(n: usize, latency_ms: u64, heights: u64) -> Scenario {
+        Scenario {
+            seed: 0,
+            weights: vec![1; n],
+            behaviors: vec![Behavior::Honest; n],
+            latency_ms,
+            jitter_ms: 0,
+            drop_per_mille: 0,
+            dup_per_mille: 0,
+            partition: None,
+            crashes: Vec::new(),
+            slot_ms: 1000,
+            heights_after_heal: heights,
+            budget_after_heal_ms: heights * 10_000,
+            config: Config::default(),
+        }
+    }
+
+    /// When the last fault ends: the partition heals and every crashed node is back.
+    pub fn heal_ms(&self) -> u64 {
+        let p = self.partition.as_ref().map_or(0, |p| p.heal_ms);
+        self.crashes.iter().map(|c| c.restart_ms).fold(p, u64::max)
+    }
+
+    /// Number of Byzantine validators.
+    pub fn byzantine(&self) -> usize {
+        self.behaviors
+            .iter()
+            .filter(|b| **b != Behavior::Honest)
+            .count()
+    }
+
+    /// Rounds any honest validator may need for a height after the heal: one to catch up
+    /// with the others' round, one per Byzantine proposer in a row, one that succeeds.
+    pub fn round_bound(&self) -> u32 {
+        self.byzantine() as u32 + 3
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Validators in the run.
+    pub validators: usize,
+    /// Heights decided (the honest chain's length).
+    pub heights: u64,
+    /// Decisions made by honest validators through consensus.
+    pub decisions: u64,
+    /// Heights honest validators took from block sync after lagging behind.
+    pub synced: u64,
+    /// Most rounds any honest validator went through for a height decided after the heal.
+    pub worst_rounds_after_heal: u32,
+    /// Per honest consensus decision: milliseconds from starting the height to deciding.
+    pub latency_ms: Vec<u64>,
+    /// Equivocations caught (all of them by Byzantine validators).
+    pub evidence: u64,
+    /// Events processed.
+    pub events: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Msg {
+    Proposal(Proposal, SimBlock),
+    Vote(Vote),
+}
+
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        msg: Msg,
+    },
+    Timer {
+        node: usize,
+        life: u64,
+        timeout: Timeout,
+    },
+    App {
+        node: usize,
+        life: u64,
+        input: Input<SimBlock>,
+    },
+    StartHeight {
+        node: usize,
+        life: u64,
+        height: u64,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Heal,
+    Sync,
+    Garbage {
+        node: usize,
+    },
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Node {
+    key: Keypair,
+    behavior: Behavior,
+    engine: Option<Engine<SimBlock>>,
+    /// Bumped at every crash so timers of the dead incarnation are dropped.
+    life: u64,
+    persisted: Option<SignerState>,
+    /// The node's write-ahead log of proposals (with blocks) of undecided heights, kept
+    /// across crashes like the signer state: a restored lock is only useful if its block
+    /// can be proposed again.
+    wal: Vec<(Proposal, SimBlock)>,
+    decided: BTreeMap<u64, Hash256>,
+    started_at: u64,
+    /// (height, round) last seen and the rounds entered at that height (since the heal).
+    seen: (u64, u32),
+    rounds: u32,
+}
+
+struct ChainEntry {
+    hash: Hash256,
+    certificate: Certificate,
+    at: u64,
+}
+
+struct Sim<'a> {
+    s: &'a Scenario,
+    rng: Rng,
+    set: ValidatorSet,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    now: u64,
+    healed: bool,
+    target: u64,
+    chain: BTreeMap<u64, ChainEntry>,
+    report: Report,
+}
+
+/// Runs a scenario; `Err` describes the first violated invariant.
+pub fn run(s: &Scenario) -> Result<Report, String> {
+    let n = s.weights.len();
+    let keys: Vec<Keypair> = (0..n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            Keypair::from_seed(seed)
+        })
+        .collect();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .zip(&s.weights)
+            .map(|(k, &weight)| Validator {
+                public_key: k.public(),
+                weight,
+                reward_address: Address::of(&k.public()),
+            })
+            .collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let nodes = keys
+        .into_iter()
+        .zip(&s.behaviors)
+        .map(|(key, &behavior)| Node {
+            engine: None,
+            key,
+            behavior,
+            life: 0,
+            persisted: None,
+            wal: Vec::new(),
+            decided: BTreeMap::new(),
+            started_at: 0,
+            seen: (0, 0),
+            rounds: 0,
+        })
+        .collect();
+    let mut sim = Sim {
+        s,
+        rng: Rng::new(s.seed ^ 0x5EED),
+        set,
+        nodes,
+        queue: BinaryHeap::new(),
+        seq: 0,
+        now: 0,
+        healed: false,
+        target: u64::MAX,
+        chain: BTreeMap::new(),
+        report: Report {
+            validators: n,
+            ..Report::default()
+        },
+    };
+    sim.run()?;
+    Ok(sim.report)
+}
+
+impl Sim<'_> {
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    fn honest(&self, i: usize) -> bool {
+        self.nodes[i].behavior == Behavior::Honest
+    }
+
+    fn slot(&self, height: u64) -> u64 {
+        height.saturating_sub(1) * self.s.slot_ms
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            match self.nodes[i].behavior {
+                Behavior::Honest | Behavior::Equivocate => {
+                    self.nodes[i].engine = Some(self.new_engine(i));
+                    self.push(
+                        0,
+                        Event::StartHeight {
+                            node: i,
+                            life: 0,
+                            height: 1,
+                        },
+                    );
+                }
+                Behavior::Garbage => {
+                    let at = self.rng.range(0, 100);
+                    self.push(at, Event::Garbage { node: i });
+                }
+                Behavior::Silent => {}
+            }
+        }
+        for c in self.s.crashes.clone() {
+            self.push(c.at_ms, Event::Crash { node: c.node });
+            self.push(c.restart_ms, Event::Restart { node: c.node });
+        }
+        self.push(self.s.heal_ms(), Event::Heal);
+        self.push(SYNC_EVERY_MS, Event::Sync);
+        let deadline = self.s.heal_ms() + self.s.budget_after_heal_ms;
+        while let Some(Reverse(q)) = self.queue.pop() {
+            self.now = q.at;
+            self.report.events += 1;
+            if self.report.events > MAX_EVENTS {
+                return Err("event limit exceeded".into());
+            }
+            if self.now > deadline {
+                return Err(self.stuck("liveness: not every honest validator decided in time"));
+            }
+            self.dispatch(q.event)?;
+            if self.healed && self.all_reached_target() {
+                return Ok(());
+            }
+        }
+        Err(self.stuck("event queue ran dry"))
+    }
+
+    fn all_reached_target(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| n.behavior == Behavior::Honest)
+            .all(|n| {
+                n.decided
+                    .last_key_value()
+                    .is_some_and(|(h, _)| *h >= self.target)
+            })
+    }
+
+    fn stuck(&self, what: &str) -> String {
+        let states: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.behavior == Behavior::Honest)
+            .map(|(i, n)| match &n.engine {
+                Some(e) => format!(
+                    "{i}:h{}r{}{:?} locked {:?} valid {:?}",
+                    e.height(),
+                    e.round(),
+                    e.step(),
+                    e.signer().and_then(|s| s.state().locked),
+                    e.signer().and_then(|s| s.state().valid)
+                ),
+                None => format!("{i}:down"),
+            })
+            .collect();
+        format!(
+            "{what} (t={} ms, target height {}, chain {}): {}",
+            self.now,
+            self.target,
+            self.chain.len(),
+            states.join(" ")
+        )
+    }
+
+    fn new_engine(&self, i: usize) -> Engine<SimBlock> {
+        let node = &self.nodes[i];
+        let signer = Signer::new(node.key.clone(), node.persisted.clone());
+        Engine::new(CHAIN_ID.into(), self.s.config.clone(), Some(signer))
+    }
+
+    fn dispatch(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Deliver { to, from, msg } => self.deliver(to, from, msg),
+            Event::Timer {
+                node,
+                life,
+                timeout,
+            } => {
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    eprintln!("t={} node {node} timer {timeout:?}", self.now);
+                }
+                self.feed(node, life, Input::Timeout(timeout)).map(drop)
+            }
+            Event::App { node, life, input } => self.feed(node, life, input).map(drop),
+            Event::StartHeight { node, life, height } => {
+                let n = &mut self.nodes[node];
+                let Some(engine) = n.engine.as_mut().filter(|_| n.life == life) else {
+                    return Ok(());
+                };
+                if engine.height() >= height {
+                    return Ok(()); // already there by block sync
+                }
+                n.started_at = self.now;
+                let out = engine.start_height(height, self.set.clone());
+                self.track(node);
+                self.apply(node, out)
+            }
+            Event::Crash { node } => {
+                let n = &mut self.nodes[node];
+                n.engine = None;
+                n.life += 1;
+                Ok(())
+            }
+            Event::Restart { node } => {
+                let engine = self.new_engine(node);
+                let n = &mut self.nodes[node];
+                let height = n.decided.last_key_value().map_or(1, |(h, _)| h + 1);
+                let engine = n.engine.insert(engine);
+                n.started_at = self.now;
+                let out = engine.start_height(height, self.set.clone());
+                self.track(node);
+                self.apply(node, out)?;
+                let life = self.nodes[node].life;
+                let logged: Vec<_> = self.nodes[node].wal.clone();
+                for (proposal, block) in logged.into_iter().filter(|(p, _)| p.height == height) {
+                    let block_hash = block.hash();
+                    let input = Input::Proposal {
+                        proposal,
+                        block,
+                        block_hash,
+                    };
+                    self.feed(node, life, input)?;
+                }
+                Ok(())
+            }
+            Event::Heal => {
+                self.healed = true;
+                let tip = self.chain.last_key_value().map_or(0, |(h, _)| *h);
+                self.target = tip + self.s.heights_after_heal;
+                for n in &mut self.nodes {
+                    n.rounds = 1;
+                }
+                Ok(())
+            }
+            Event::Sync => {
+                for i in 0..self.nodes.len() {
+                    self.sync(i)?;
+                }
+                self.push(self.now + SYNC_EVERY_MS, Event::Sync);
+                Ok(())
+            }
+            Event::Garbage { node } => {
+                self.garbage(node);
+                let next = self.now + self.rng.range(50, 300);
+                self.push(next, Event::Garbage { node });
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands a lagging node the heights others decided a while ago, as block sync would:
+    /// the certificate is verified, then the next height starts.
+    fn sync(&mut self, i: usize) -> Result<(), String> {
+        loop {
+            let Some(engine) = self.nodes[i].engine.as_ref() else {
+                return Ok(());
+            };
+            let height = engine.height();
+            if engine.is_decided() {
+                return Ok(());
+            }
+            let Some(entry) = self.chain.get(&height) else {
+                return Ok(());
+            };
+            if self.now < entry.at + SYNC_LAG_MS {
+                return Ok(());
+            }
+            let (hash, cert) = (entry.hash, entry.certificate.clone());
+            cert.verify_for(CHAIN_ID, &self.set, height, &hash)
+                .map_err(|e| format!("synced certificate of height {height}: {e}"))?;
+            self.record_decision(i, height, hash)?;
+            if self.honest(i) {
+                self.report.synced += 1;
+            }
+            let n = &mut self.nodes[i];
+            n.started_at = self.now;
+            let Some(engine) = n.engine.as_mut() else {
+                return Ok(());
+            };
+            let out = engine.start_height(height + 1, self.set.clone());
+            self.track(i);
+            self.apply(i, out)?;
+        }
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, msg: Msg) -> Result<(), String> {
+        if let Msg::Proposal(p, b) = &msg {
+            self.log_proposal(to, p, b);
+        }
+        let input = match msg {
+            Msg::Proposal(proposal, block) => {
+                let block_hash = block.hash();
+                Input::Proposal {
+                    proposal,
+                    block,
+                    block_hash,
+                }
+            }
+            Msg::Vote(v) => Input::Vote(v),
+        };
+        let life = self.nodes[to].life;
+        if let Some(Verdict::Rejected(why)) = self.feed(to, life, input)? {
+            if self.honest(from) {
+                return Err(format!(
+                    "node {to} rejected a message of honest node {from}: {why}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands an input to a live node and carries out the outputs.
+    fn feed(
+        &mut self,
+        i: usize,
+        life: u64,
+        input: Input<SimBlock>,
+    ) -> Result<Option<Verdict>, String> {
+        let n = &mut self.nodes[i];
+        if n.life != life {
+            return Ok(None);
+        }
+        let Some(engine) = n.engine.as_mut() else {
+            return Ok(None);
+        };
+        let handled = engine.handle(input);
+        self.track(i);
+        self.apply(i, handled.outputs)?;
+        Ok(Some(handled.verdict))
+    }
+
+    /// Counts rounds entered per height for the liveness bound.
+    fn track(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let Some(e) = n.engine.as_ref() else { return };
+        let now = (e.height(), e.round());
+        if now != n.seen && std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!(
+                "t={} node {i} at h{} r{} {:?}",
+                self.now,
+                now.0,
+                now.1,
+                e.step()
+            );
+        }
+        if now.0 != n.seen.0 {
+            n.rounds = 1;
+        } else if now.1 != n.seen.1 {
+            n.rounds += 1;
+        }
+        n.seen = now;
+    }
+
+    fn apply(&mut self, i: usize, outputs: Vec<Output<SimBlock>>) -> Result<(), String> {
+        let life = self.nodes[i].life;
+        for o in outputs {
+            match o {
+                Output::PersistSigner(state) => self.nodes[i].persisted = Some(state),
+                Output::BroadcastProposal { proposal, block } => {
+                    self.log_proposal(i, &proposal, &block);
+                    if self.nodes[i].behavior == Behavior::Equivocate {
+                        let other = SimBlock {
+                            payload: block.payload ^ 1,
+                            invalid: self.rng.chance(500),
+                            ..block.clone()
+                        };
+                        let second = Proposal::sign(
+                            CHAIN_ID,
+                            &self.nodes[i].key,
+                            proposal.height,
+                            proposal.round,
+                            proposal.valid_round,
+                            other.hash(),
+                        );
+                        let a = Msg::Proposal(proposal, block);
+                        let b = Msg::Proposal(second, other);
+                        self.split(i, a, b);
+                    } else {
+                        self.broadcast(i, Msg::Proposal(proposal, block));
+                    }
+                }
+                Output::BroadcastVote(vote) => {
+                    if self.nodes[i].behavior == Behavior::Equivocate {
+                        let value = match vote.block_hash {
+                            Some(_) => None,
+                            None => Some(Hash256::digest(&self.rng.next_u64().to_be_bytes())),
+                        };
+                        let second = Vote::sign(
+                            CHAIN_ID,
+                            &self.nodes[i].key,
+                            vote.kind,
+                            vote.height,
+                            vote.round,
+                            value,
+                        );
+                        self.split(i, Msg::Vote(vote), Msg::Vote(second));
+                    } else {
+                        self.broadcast(i, Msg::Vote(vote));
+                    }
+                }
+                Output::ScheduleTimeout { timeout, after_ms } => {
+                    self.push(
+                        self.now + after_ms,
+                        Event::Timer {
+                            node: i,
+                            life,
+                            timeout,
+                        },
+                    );
+                }
+                Output::ValidateBlock {
+                    height,
+                    block_hash,
+                    block,
+                } => {
+                    let input = Input::BlockValidated {
+                        height,
+                        block_hash,
+                        valid: !block.invalid,
+                    };
+                    self.push(
+                        self.now,
+                        Event::App {
+                            node: i,
+                            life,
+                            input,
+                        },
+                    );
+                }
+                Output::BuildBlock { height, round } => {
+                    let block = SimBlock {
+                        height,
+                        round,
+                        proposer: i,
+                        payload: self.rng.next_u64(),
+                        invalid: !self.honest(i) && self.rng.chance(500),
+                    };
+                    let input = Input::BlockBuilt {
+                        height,
+                        round,
+                        block_hash: block.hash(),
+                        block,
+                    };
+                    self.push(
+                        self.now,
+                        Event::App {
+                            node: i,
+                            life,
+                            input,
+                        },
+                    );
+                }
+                Output::Decide {
+                    height,
+                    round: _,
+                    block_hash,
+                    block,
+                    certificate,
+                } => {
+                    if self.honest(i) {
+                        certificate
+                            .verify_for(CHAIN_ID, &self.set, height, &block_hash)
+                            .map_err(|e| format!("node {i} certificate of height {height}: {e}"))?;
+                        if block
+                            .as_ref()
+                            .is_some_and(|b| b.invalid || b.hash() != block_hash)
+                        {
+                            return Err(format!("node {i} decided an invalid block at {height}"));
+                        }
+                        self.chain.entry(height).or_insert(ChainEntry {
+                            hash: block_hash,
+                            certificate,
+                            at: self.now,
+                        });
+                        self.report.decisions += 1;
+                        self.report
+                            .latency_ms
+                            .push(self.now - self.nodes[i].started_at);
+                        if self.healed {
+                            let r = self.nodes[i].rounds;
+                            self.report.worst_rounds_after_heal =
+                                self.report.worst_rounds_after_heal.max(r);
+                            if r > self.s.round_bound() {
+                                return Err(format!(
+                                    "node {i} needed {r} rounds for height {height} after the heal (bound {})",
+                                    self.s.round_bound()
+                                ));
+                            }
+                        }
+                    }
+                    self.record_decision(i, height, block_hash)?;
+                    let at = self.now.max(self.slot(height + 1));
+                    self.push(
+                        at,
+                        Event::StartHeight {
+                            node: i,
+                            life,
+                            height: height + 1,
+                        },
+                    );
+                }
+                Output::Evidence(e) => {
+                    let culprit = match &e {
+                        Evidence::DoubleVote { first, second } => {
+                            if first.verify(CHAIN_ID).is_err()
+                                || second.verify(CHAIN_ID).is_err()
+                                || first == second
+                            {
+                                return Err("bogus vote evidence".into());
+                            }
+                            first.validator
+                        }
+                        Evidence::DoubleProposal { first, second } => {
+                            if first.verify(CHAIN_ID).is_err()
+                                || second.verify(CHAIN_ID).is_err()
+                                || first == second
+                            {
+                                return Err("bogus proposal evidence".into());
+                            }
+                            first.proposer
+                        }
+                    };
+                    if let Some(j) = self.nodes.iter().position(|n| n.key.public() == culprit) {
+                        if self.honest(j) {
+                            return Err(format!("honest node {j} equivocated: {e:?}"));
+                        }
+                    }
+                    self.report.evidence += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Agreement: an honest decision must match the chain.
+    fn record_decision(&mut self, i: usize, height: u64, hash: Hash256) -> Result<(), String> {
+        self.nodes[i].decided.insert(height, hash);
+        self.nodes[i].wal.retain(|(p, _)| p.height > height);
+        if !self.honest(i) {
+            return Ok(());
+        }
+        match self.chain.get(&height) {
+            Some(e) if e.hash != hash => Err(format!(
+                "SAFETY: node {i} decided {hash} at height {height}, the chain has {}",
+                e.hash
+            )),
+            _ => {
+                self.report.heights = self.report.heights.max(height);
+                Ok(())
+            }
+        }
+    }
+
+    /// Logs a proposal a live node receives or makes, bounded like the engine's cache.
+    fn log_proposal(&mut self, i: usize, proposal: &Proposal, block: &SimBlock) {
+        let n = &mut self.nodes[i];
+        let height = n.engine.as_ref().map_or(0, |e| e.height());
+        if proposal.height == height
+            && n.wal.len() < 64
+            && !n.wal.iter().any(|(p, _)| p == proposal)
+        {
+            n.wal.push((proposal.clone(), block.clone()));
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, msg: Msg) {
+        for to in 0..self.nodes.len() {
+            if to != from {
+                self.send(from, to, msg.clone());
+            }
+        }
+    }
+
+    /// Sends `a` to a random half of the others and `b` to the rest, then the other
+    /// version one hop later: gossip relays what honest peers accepted, so everyone
+    /// eventually sees both, in an order the equivocator chose.
+    fn split(&mut self, from: usize, a: Msg, b: Msg) {
+        for to in 0..self.nodes.len() {
+            if to != from {
+                let (first, second) = if self.rng.chance(500) {
+                    (a.clone(), b.clone())
+                } else {
+                    (b.clone(), a.clone())
+                };
+                self.send(from, to, first);
+                let relay = self.s.latency_ms + self.rng.range(0, self.s.jitter_ms);
+                self.send_after(from, to, second, relay);
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        self.send_after(from, to, msg, 0);
+    }
+
+    fn send_after(&mut self, from: usize, to: usize, msg: Msg, extra_ms: u64) {
+        let cut = self.s.partition.as_ref().is_some_and(|p| {
+            p.side[from] != p.side[to] && (p.start_ms..p.heal_ms).contains(&self.now)
+        });
+        if cut || (!self.healed && self.rng.chance(self.s.drop_per_mille)) {
+            return;
+        }
+        let copies = if self.rng.chance(self.s.dup_per_mille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + extra_ms + self.s.latency_ms + self.rng.range(0, self.s.jitter_ms);
+            self.push(
+                at,
+                Event::Deliver {
+                    to,
+                    from,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    /// One message of junk from a Byzantine validator to everyone.
+    fn garbage(&mut self, i: usize) {
+        let height = self.chain.last_key_value().map_or(1, |(h, _)| h + 1) + self.rng.range(0, 2);
+        let round = self.rng.range(0, 12) as u32;
+        let kind = if self.rng.chance(500) {
+            VoteKind::Prepare
+        } else {
+            VoteKind::Precommit
+        };
+        let random_hash = Hash256::digest(&self.rng.next_u64().to_be_bytes());
+        let key = self.nodes[i].key.clone();
+        let msg = match self.rng.range(0, 5) {
+            // Validly signed votes for random blocks and rounds: counted, and
+            // equivocations when they collide.
+            0 => Msg::Vote(Vote::sign(
+                CHAIN_ID,
+                &key,
+                kind,
+                height,
+                round,
+                Some(random_hash),
+            )),
+            // A forged vote in an honest validator's name.
+            1 => {
+                let victim = self.rng.range(0, self.nodes.len() as u64 - 1) as usize;
+                let mut v = Vote::sign(CHAIN_ID, &key, kind, height, round, Some(random_hash));
+                v.validator = self.nodes[victim].key.public();
+                v.signature = Signature([self.rng.next_u64() as u8; 64]);
+                Msg::Vote(v)
+            }
+            // A key outside the set.
+            2 => {
+                let outsider = Keypair::from_seed([self.rng.next_u64() as u8; 32]);
+                Msg::Vote(Vote::sign(CHAIN_ID, &outsider, kind, height, round, None))
+            }
+            // Another chain.
+            3 => Msg::Vote(Vote::sign("other-chain", &key, kind, height, round, None)),
+            // A proposal that may not be ours to make, for a block that may not match.
+            4 => {
+                let block = SimBlock {
+                    height,
+                    round,
+                    proposer: i,
+                    payload: self.rng.next_u64(),
+                    invalid: true,
+                };
+                let hash = if self.rng.chance(500) {
+                    block.hash()
+                } else {
+                    random_hash
+                };
+                Msg::Proposal(
+                    Proposal::sign(CHAIN_ID, &key, height, round, None, hash),
+                    block,
+                )
+            }
+            // A round far in the future.
+            _ => Msg::Vote(Vote::sign(
+                CHAIN_ID,
+                &key,
+                kind,
+                height,
+                u32::MAX - round,
+                None,
+            )),
+        };
+        self.broadcast(i, msg);
+    }
+}

@@ -1,0 +1,122 @@
+//! Deterministic simulation of whole networks running the real engine.
+//!
+//! `SIM_SEEDS=5000` runs that many random seeds (default 200); `SIM_SEED=1234` replays one.
+//! A failing seed prints the command that replays it.
+
+mod sim;
+
+use sim::{run, Behavior, Crash, Report, Scenario};
+
+fn replay_hint(seed: u64) -> String {
+    format!(
+        "replay: SIM_SEED={seed} cargo test -p timecoin-consensus --test simulator -- --nocapture"
+    )
+}
+
+/// The seeds of this invocation, split between `parts` tests so they run in parallel.
+fn seeds(part: u64, parts: u64) -> Vec<u64> {
+    if let Ok(one) = std::env::var("SIM_SEED") {
+        let seed = one.trim().parse().expect("SIM_SEED must be a number");
+        return if part == 0 { vec![seed] } else { Vec::new() };
+    }
+    let count: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(200);
+    (0..count).filter(|s| s % parts == part).collect()
+}
+
+fn run_random(part: u64, parts: u64) {
+    let mut total = Report::default();
+    let mut runs = 0;
+    for seed in seeds(part, parts) {
+        let scenario = Scenario::random(seed);
+        let report = match run(&scenario) {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "seed {seed} failed: {e}\n{scenario:?}\n{}",
+                replay_hint(seed)
+            ),
+        };
+        runs += 1;
+        total.validators = total.validators.max(report.validators);
+        total.heights += report.heights;
+        total.decisions += report.decisions;
+        total.synced += report.synced;
+        total.evidence += report.evidence;
+        total.events += report.events;
+        total.worst_rounds_after_heal = total
+            .worst_rounds_after_heal
+            .max(report.worst_rounds_after_heal);
+        total.latency_ms.extend(report.latency_ms);
+    }
+    println!(
+        "part {part}: {runs} seeds, up to {} validators, {} heights, {} consensus decisions, {} synced, {} evidence, {} events, worst rounds after heal {}, slowest decision {} ms",
+        total.validators,
+        total.heights,
+        total.decisions,
+        total.synced,
+        total.evidence,
+        total.events,
+        total.worst_rounds_after_heal,
+        total.latency_ms.iter().max().copied().unwrap_or(0),
+    );
+}
+
+#[test]
+fn random_seeds_part_0() {
+    run_random(0, 2);
+}
+
+#[test]
+fn random_seeds_part_1() {
+    run_random(1, 2);
+}
+
+#[test]
+fn calm_network_decides_in_three_message_delays() {
+    for n in [4, 7] {
+        let report = run(&Scenario::calm(n, 50, 5)).unwrap();
+        assert_eq!(report.heights, 5);
+        assert!(
+            report.latency_ms.iter().all(|&ms| ms == 150),
+            "{:?}",
+            report.latency_ms
+        );
+    }
+}
+
+#[test]
+fn two_hundred_validators_with_faults() {
+    let mut s = Scenario::calm(200, 20, 1);
+    s.seed = 7;
+    s.jitter_ms = 30;
+    s.dup_per_mille = 20;
+    // 66 silent validators: just under a third of 200.
+    for b in s.behaviors.iter_mut().step_by(3).take(66) {
+        *b = Behavior::Silent;
+    }
+    let report = run(&s).unwrap();
+    assert!(report.heights >= 1);
+    assert!(report.worst_rounds_after_heal <= s.round_bound());
+}
+
+#[test]
+fn every_honest_validator_crashing_at_once_stays_safe_and_live() {
+    for seed in 0..8 {
+        let mut s = Scenario::random(seed);
+        s.partition = None;
+        let at_ms = 300 + seed * 97;
+        s.crashes = (0..s.weights.len())
+            .filter(|&i| s.behaviors[i] == Behavior::Honest)
+            .map(|node| Crash {
+                node,
+                at_ms,
+                restart_ms: at_ms + 500,
+            })
+            .collect();
+        if let Err(e) = run(&s) {
+            panic!("seed {seed}: {e}");
+        }
+    }
+}
