@@ -1,5 +1,6 @@
 //! `timed`: the TIME Coin validator node, its testnet generator and a small wallet.
 
+mod bench;
 mod config;
 mod keys;
 mod metrics;
@@ -39,6 +40,9 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8545/")]
         rpc: String,
     },
+    /// Measure finalization latency, throughput, bandwidth and memory of N local validators
+    /// with back-to-back blocks (starts and stops the nodes itself).
+    Bench(bench::BenchArgs),
     /// Print the peer id and validator public key of a home (for wiring bootstrap addresses).
     Show {
         /// The node's home directory.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Wallet(cmd) => wallet::run(cmd),
         Command::Status { rpc } => wallet::status(&rpc),
         Command::Show { home } => config::show(&home),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

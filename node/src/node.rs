@@ -223,6 +223,7 @@ pub fn run(args: StartArgs) -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,libp2p_gossipsub=warn,libp2p_kad=warn".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -711,7 +712,20 @@ impl Node {
             return Verdict::Rejected(format!("{:?} vote on the {kind:?} topic", vote.kind));
         }
         self.note_height(vote.height);
-        self.feed(Input::Vote(vote)).await
+        let seen = (
+            vote.validator,
+            vote.height,
+            vote.round,
+            vote.kind,
+            vote.block_hash,
+        );
+        let verdict = self.feed(Input::Vote(vote)).await;
+        if matches!(verdict, Verdict::Accepted) {
+            // One line per accepted vote, for audits (e.g. proving a validator never signed
+            // two different votes for one slot); off unless RUST_LOG enables it.
+            debug!(target: "timed::votes", validator = %seen.0, height = seen.1, round = seen.2, kind = ?seen.3, block = ?seen.4.map(|h| h.to_string()), "vote");
+        }
+        verdict
     }
 
     async fn on_transaction(&mut self, data: &[u8]) -> Verdict {

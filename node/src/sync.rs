@@ -234,8 +234,9 @@ async fn catch_up(
                 continue;
             }
             Err(err) => {
-                shared.net.penalize(peer, "failed sync request");
-                warn!(%peer, %err, "sync request failed");
+                // A timeout or a closed connection is no misbehaviour (the peer may just have
+                // restarted): try the next peer, penalise nobody.
+                debug!(%peer, %err, "sync request failed");
                 continue;
             }
         };

@@ -30,7 +30,8 @@ pub struct Genesis {
     pub chain_id: String,
     /// Start of slot 0, milliseconds since the Unix epoch.
     pub genesis_time_ms: u64,
-    /// Slot length in milliseconds.
+    /// Slot length in milliseconds; 0 proposes each height as soon as the previous one is
+    /// final (back-to-back blocks, for devnets and benchmarks).
     pub block_interval_ms: u64,
     /// The first validator set.
     pub validators: Vec<GenesisValidator>,
@@ -62,9 +63,6 @@ pub enum GenesisError {
     /// Chain id empty or longer than [`MAX_CHAIN_ID_LEN`] bytes.
     #[error("chain id must be 1 to {MAX_CHAIN_ID_LEN} bytes, got {0}")]
     ChainId(usize),
-    /// The block interval is zero.
-    #[error("block interval must be positive")]
-    ZeroInterval,
     /// The validators do not form a valid set.
     #[error("invalid validator set: {0}")]
     Validators(#[from] ValidatorSetError),
@@ -110,9 +108,6 @@ impl Genesis {
     pub fn validate(&self) -> Result<(), GenesisError> {
         if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {
             return Err(GenesisError::ChainId(self.chain_id.len()));
-        }
-        if self.block_interval_ms == 0 {
-            return Err(GenesisError::ZeroInterval);
         }
         self.try_validator_set()?;
         let mut total: Amount = 0;

@@ -79,10 +79,10 @@ fn an_empty_store_reports_it_is_not_initialized() {
     assert!(matches!(store.tip(), Err(StoreError::NotInitialized)));
     assert!(matches!(
         store.init_genesis(&Genesis {
-            block_interval_ms: 0,
+            chain_id: String::new(),
             ..genesis()
         }),
-        Err(StoreError::Genesis(GenesisError::ZeroInterval))
+        Err(StoreError::Genesis(GenesisError::ChainId(0)))
     ));
     assert!(matches!(store.tip(), Err(StoreError::NotInitialized)));
 }

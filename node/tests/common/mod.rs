@@ -20,6 +20,8 @@ pub struct NodeProc {
     pub rpc: SocketAddr,
     /// Extra `timed start` arguments.
     pub args: Vec<String>,
+    /// RUST_LOG for the process (default: `TEST_RUST_LOG` or `info`).
+    pub log_filter: Option<String>,
     child: Option<Child>,
 }
 
@@ -30,6 +32,7 @@ impl NodeProc {
             home,
             rpc,
             args: Vec::new(),
+            log_filter: None,
             child: None,
         }
     }
@@ -53,7 +56,10 @@ impl NodeProc {
             .args(&self.args)
             .env(
                 "RUST_LOG",
-                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+                self.log_filter
+                    .clone()
+                    .or_else(|| std::env::var("TEST_RUST_LOG").ok())
+                    .unwrap_or_else(|| "info".into()),
             )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -93,6 +99,25 @@ impl NodeProc {
         }
     }
 
+    /// CPU time (user + system) the process has used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+
+    /// The validator public key of this home, if it has one.
+    pub fn validator_key(&self) -> Option<String> {
+        let shown = timed(&["show", "--home", self.home.to_str().unwrap()]);
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix("validator_public_key: "))
+            .map(str::to_string)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -127,6 +152,30 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// GETs `path` and returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_default();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
     }
 }
 
@@ -189,14 +238,22 @@ pub struct Testnet {
 }
 
 impl Testnet {
-    /// Writes a testnet of `validators` validators plus `full_nodes` full nodes.
+    /// Writes a testnet of `validators` validators plus `full_nodes` full nodes. Ports are
+    /// chosen near `preferred_port` where every port the test may use is free right now, so
+    /// tests running beside other work on the machine do not collide.
     pub fn generate(
         validators: usize,
         full_nodes: usize,
-        base_port: u16,
+        preferred_port: u16,
         interval_ms: u64,
     ) -> Testnet {
-        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_base_port(preferred_port);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("timed-test-");
+        if std::env::var_os("TEST_KEEP_DIRS").is_some() {
+            builder.disable_cleanup(true);
+        }
+        let dir = builder.tempdir().unwrap();
         let out = dir.path().join("net");
         let status = Command::new(TIMED)
             .args(["testnet", "--validators", &validators.to_string()])
@@ -215,6 +272,7 @@ impl Testnet {
                 home: out.join(format!("node{i}")),
                 rpc: SocketAddr::from(([127, 0, 0, 1], base_port + 100 + i as u16)),
                 args: Vec::new(),
+                log_filter: None,
                 child: None,
             })
             .collect();
@@ -287,6 +345,15 @@ impl Testnet {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A port P such that P..P+60 and P+100..P+160 can all be bound now.
+fn free_base_port(preferred: u16) -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    (0..200u16)
+        .map(|step| preferred.wrapping_add(step.wrapping_mul(211)) % 40_000 + 20_000)
+        .find(|&p| (p..p + 60).chain(p + 100..p + 160).all(free))
+        .expect("no free port range")
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` with `what`
