@@ -668,6 +668,11 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
                     proposal: proposal.clone(),
                     block,
                 });
+                if let Some(vr) = valid_round {
+                    // The proof of lock travels with the re-proposal: validators locked
+                    // on another block need it to prepare, and gossip may have lost it.
+                    self.send_pol(ctx, vr, hash);
+                }
                 self.note_round(proposal.proposer, proposal.round);
                 let round = proposal.round;
                 self.round_state(round).proposal = Some(proposal);
@@ -680,7 +685,8 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         }
     }
 
-    /// Sends our votes of the current round (and our last precommit before it) again.
+    /// Sends our votes of the current round again, with the precommits that took us
+    /// past the previous round and the prepares that justify our valid value.
     /// The paper assumes that gossip
     /// eventually delivers every message; gossipsub does not retransmit what a partition
     /// or a restart lost, so without this a validator that waits for 2/3 of any prepares
@@ -704,18 +710,37 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             .proposal
             .as_ref()
             .and_then(|p| Some((p.valid_round?, p.block_hash)));
-        // Our latest precommit of an earlier round: validators still in that round need
-        // 2/3 of its precommits to time out and follow us.
+        // The precommits of the latest earlier round, which are what moved us on:
+        // validators still in that round need 2/3 of them to time out and follow, and
+        // some may be lost for good (a restarted validator cannot re-send what it signed
+        // before its last message).
         let earlier = self
             .rounds
             .range(..self.round)
             .rev()
-            .find_map(|(_, rs)| rs.precommits.get(&key));
-        if let Some(vote) = earlier {
-            ctx.out.push(Output::BroadcastVote(vote.clone()));
+            .find(|(_, rs)| rs.precommits.total() > 0);
+        if let Some((_, rs)) = earlier {
+            for vote in rs.precommits.all() {
+                ctx.out.push(Output::BroadcastVote(vote.clone()));
+            }
         }
         if let Some((vr, hash)) = pol {
             self.resend_prepare(ctx, vr, hash);
+        }
+        // Everyone's valid value reaches everyone: the next honest proposer then holds
+        // the most recent one and re-proposes it, which every honest lock accepts.
+        if let Some((vr, hash)) = self.valid {
+            self.send_pol(ctx, vr, hash);
+        }
+    }
+
+    /// Relays the prepares that form the quorum for `hash` in `round` (they are signed,
+    /// so anyone can forward them).
+    fn send_pol(&self, ctx: &mut Ctx<'_, B>, round: u32, hash: Hash256) {
+        if let Some(rs) = self.rounds.get(&round) {
+            for vote in rs.prepares.votes_for(Some(hash)) {
+                ctx.out.push(Output::BroadcastVote(vote.clone()));
+            }
         }
     }
 

@@ -12,6 +12,8 @@
 //! restarts, as long as the node persists every [`Output::PersistSigner`] before sending
 //! what follows it.
 
+#![warn(missing_docs)]
+
 mod engine;
 mod messages;
 mod signer;

@@ -142,7 +142,7 @@ pub enum Output<B> {
         /// Its block.
         block: B,
     },
-    /// Gossip our vote.
+    /// Gossip a vote: ours, or others' signed prepares relayed as a proof of lock.
     BroadcastVote(Vote),
     /// Set a timer; hand `timeout` back as [`Input::Timeout`] after `after_ms`.
     ScheduleTimeout {

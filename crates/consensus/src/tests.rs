@@ -889,3 +889,135 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_round_timer_repeats_and_resends_our_votes() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, _) = started(&net);
+    let t = Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Propose,
+    });
+    let out = e.handle(t.clone()).outputs;
+    assert_eq!(own_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.step == Step::Propose)
+    ));
+    // Still stuck when it fires again: the same vote again, nothing newly signed.
+    let out = e.handle(t).outputs;
+    assert_eq!(own_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+    assert!(!out.iter().any(|o| matches!(o, Output::PersistSigner(_))));
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.step == Step::Propose)
+    ));
+}
+
+#[test]
+fn an_unlocked_validator_prepares_a_re_proposal_without_its_pol() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Propose,
+    }));
+    net.votes(&mut e, &o[..2], VoteKind::Precommit, 1, 0, None);
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Precommit,
+    }));
+    let b = Blk(8);
+    let out = propose_valid(&net, &mut e, 1, 1, Some(0), &b);
+    assert_eq!(
+        own_votes(&out),
+        vec![(VoteKind::Prepare, 1, Some(hash_of(&b)))]
+    );
+}
+
+#[test]
+fn a_late_pol_of_an_earlier_round_becomes_the_valid_value() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
+    let a = Blk(4);
+    // Round 0's proposal arrives, but its prepares only after we moved on.
+    e.handle(net.proposal(1, 0, None, &a));
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Propose,
+    }));
+    net.votes(&mut e, &o[..2], VoteKind::Precommit, 1, 0, None);
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Precommit,
+    }));
+    assert_eq!(e.round(), 1);
+    e.handle(Input::BlockValidated {
+        height: 1,
+        block_hash: hash_of(&a),
+        valid: true,
+    });
+    let out = net.votes(&mut e, &o, VoteKind::Prepare, 1, 0, Some(&a));
+    assert_eq!(e.signer().unwrap().state().valid, Some((0, hash_of(&a))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::PersistSigner(s) if s.valid == Some((0, hash_of(&a))))));
+    // The lock is untouched: only a precommit locks.
+    assert_eq!(e.signer().unwrap().state().locked, None);
+}
+
+#[test]
+fn precommits_count_toward_two_thirds_of_any_prepares() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
+    e.handle(Input::Timeout(Timeout {
+        height: 1,
+        round: 0,
+        step: Step::Propose,
+    }));
+    net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, None);
+    // The third validator's prepare was lost, its precommit was not.
+    let out = net.votes(&mut e, &o[1..2], VoteKind::Precommit, 1, 0, None);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, .. } if timeout.step == Step::Prepare)
+    ));
+}
+
+#[test]
+fn a_re_proposal_carries_its_proof_of_lock() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let p0 = net.proposer(1, 0).public();
+    let me = (0..4)
+        .find(|&i| {
+            net.keys[i].public() == net.proposer(1, 1).public() && net.keys[i].public() != p0
+        })
+        .unwrap();
+    let mut e = net.engine(Some(me));
+    e.start_height(1, net.set.clone());
+    let a = Blk(6);
+    propose_valid(&net, &mut e, 1, 0, None, &a);
+    let o = others(&net, me);
+    net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a));
+    assert_eq!(e.signer().unwrap().state().valid, Some((0, hash_of(&a))));
+    net.votes(&mut e, &o[..2], VoteKind::Precommit, 1, 0, None);
+    let out = e
+        .handle(Input::Timeout(Timeout {
+            height: 1,
+            round: 0,
+            step: Step::Precommit,
+        }))
+        .outputs;
+    assert!(out.iter().any(|o| matches!(o, Output::BroadcastProposal { proposal, .. }
+        if proposal.round == 1 && proposal.valid_round == Some(0) && proposal.block_hash == hash_of(&a))));
+    let pol = out
+        .iter()
+        .filter(|o| matches!(o, Output::BroadcastVote(v) if v.round == 0 && v.kind == VoteKind::Prepare && v.block_hash == Some(hash_of(&a))))
+        .count();
+    assert_eq!(pol, 3);
+}

@@ -103,11 +103,13 @@ impl VoteSet {
         self.weights.iter().map(|(k, w)| (*k, *w))
     }
 
+    /// Every counted vote.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Vote> {
+        self.first.values().chain(self.conflicting.values())
+    }
+
     /// The counted votes for `value`, at most one per validator.
     pub(crate) fn votes_for(&self, value: Option<Hash256>) -> impl Iterator<Item = &Vote> {
-        self.first
-            .values()
-            .chain(self.conflicting.values())
-            .filter(move |v| v.block_hash == value)
+        self.all().filter(move |v| v.block_hash == value)
     }
 }

@@ -368,9 +368,6 @@ struct Node {
     wal: Vec<(Proposal, SimBlock)>,
     decided: BTreeMap<u64, Hash256>,
     started_at: u64,
-    /// (height, round) last seen and the rounds entered at that height (since the heal).
-    seen: (u64, u32),
-    rounds: u32,
 }
 
 struct ChainEntry {
@@ -388,6 +385,8 @@ struct Sim<'a> {
     seq: u64,
     now: u64,
     healed: bool,
+    /// Highest round honest validators were in at the heal, per height.
+    heal_rounds: BTreeMap<u64, u32>,
     target: u64,
     chain: BTreeMap<u64, ChainEntry>,
     report: Report,
@@ -426,8 +425,6 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
             wal: Vec::new(),
             decided: BTreeMap::new(),
             started_at: 0,
-            seen: (0, 0),
-            rounds: 0,
         })
         .collect();
     let mut sim = Sim {
@@ -439,6 +436,7 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
         seq: 0,
         now: 0,
         healed: false,
+        heal_rounds: BTreeMap::new(),
         target: u64::MAX,
         chain: BTreeMap::new(),
         report: Report {
@@ -564,12 +562,7 @@ impl Sim<'_> {
                 node,
                 life,
                 timeout,
-            } => {
-                if std::env::var_os("SIM_TRACE").is_some() {
-                    eprintln!("t={} node {node} timer {timeout:?}", self.now);
-                }
-                self.feed(node, life, Input::Timeout(timeout)).map(drop)
-            }
+            } => self.feed(node, life, Input::Timeout(timeout)).map(drop),
             Event::App { node, life, input } => self.feed(node, life, input).map(drop),
             Event::StartHeight { node, life, height } => {
                 let n = &mut self.nodes[node];
@@ -581,7 +574,6 @@ impl Sim<'_> {
                 }
                 n.started_at = self.now;
                 let out = engine.start_height(height, self.set.clone());
-                self.track(node);
                 self.apply(node, out)
             }
             Event::Crash { node } => {
@@ -597,7 +589,6 @@ impl Sim<'_> {
                 let engine = n.engine.insert(engine);
                 n.started_at = self.now;
                 let out = engine.start_height(height, self.set.clone());
-                self.track(node);
                 self.apply(node, out)?;
                 let life = self.nodes[node].life;
                 let logged: Vec<_> = self.nodes[node].wal.clone();
@@ -616,8 +607,11 @@ impl Sim<'_> {
                 self.healed = true;
                 let tip = self.chain.last_key_value().map_or(0, |(h, _)| *h);
                 self.target = tip + self.s.heights_after_heal;
-                for n in &mut self.nodes {
-                    n.rounds = 1;
+                for n in self.nodes.iter().filter(|n| n.behavior == Behavior::Honest) {
+                    if let Some(e) = &n.engine {
+                        let r = self.heal_rounds.entry(e.height()).or_default();
+                        *r = (*r).max(e.round());
+                    }
                 }
                 Ok(())
             }
@@ -667,7 +661,6 @@ impl Sim<'_> {
                 return Ok(());
             };
             let out = engine.start_height(height + 1, self.set.clone());
-            self.track(i);
             self.apply(i, out)?;
         }
     }
@@ -713,31 +706,8 @@ impl Sim<'_> {
             return Ok(None);
         };
         let handled = engine.handle(input);
-        self.track(i);
         self.apply(i, handled.outputs)?;
         Ok(Some(handled.verdict))
-    }
-
-    /// Counts rounds entered per height for the liveness bound.
-    fn track(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let Some(e) = n.engine.as_ref() else { return };
-        let now = (e.height(), e.round());
-        if now != n.seen && std::env::var_os("SIM_TRACE").is_some() {
-            eprintln!(
-                "t={} node {i} at h{} r{} {:?}",
-                self.now,
-                now.0,
-                now.1,
-                e.step()
-            );
-        }
-        if now.0 != n.seen.0 {
-            n.rounds = 1;
-        } else if now.1 != n.seen.1 {
-            n.rounds += 1;
-        }
-        n.seen = now;
     }
 
     fn apply(&mut self, i: usize, outputs: Vec<Output<SimBlock>>) -> Result<(), String> {
@@ -841,7 +811,7 @@ impl Sim<'_> {
                 }
                 Output::Decide {
                     height,
-                    round: _,
+                    round,
                     block_hash,
                     block,
                     certificate,
@@ -866,7 +836,10 @@ impl Sim<'_> {
                             .latency_ms
                             .push(self.now - self.nodes[i].started_at);
                         if self.healed {
-                            let r = self.nodes[i].rounds;
+                            // Rounds since the heal: from the highest round any honest
+                            // validator had reached at this height then.
+                            let base = self.heal_rounds.get(&height).copied().unwrap_or(0);
+                            let r = round.saturating_sub(base) + 1;
                             self.report.worst_rounds_after_heal =
                                 self.report.worst_rounds_after_heal.max(r);
                             if r > self.s.round_bound() {
@@ -944,7 +917,7 @@ impl Sim<'_> {
     fn log_proposal(&mut self, i: usize, proposal: &Proposal, block: &SimBlock) {
         let n = &mut self.nodes[i];
         let height = n.engine.as_ref().map_or(0, |e| e.height());
-        if proposal.height == height
+        if (height..=height + 2).contains(&proposal.height)
             && n.wal.len() < 64
             && !n.wal.iter().any(|(p, _)| p == proposal)
         {
