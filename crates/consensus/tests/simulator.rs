@@ -1,6 +1,7 @@
 //! Deterministic simulation of whole networks running the real engine.
 //!
-//! `SIM_SEEDS=5000` runs that many random seeds (default 200); `SIM_SEED=1234` replays one.
+//! `SIM_SEEDS=5000` runs that many random seeds (default 200, from `SIM_FIRST_SEED`, default
+//! 0); `SIM_SEED=1234` replays one.
 //! A failing seed prints the command that replays it.
 
 mod sim;
@@ -23,7 +24,13 @@ fn seeds(part: u64, parts: u64) -> Vec<u64> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(200);
-    (0..count).filter(|s| s % parts == part).collect()
+    let first: u64 = std::env::var("SIM_FIRST_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    (first..first + count)
+        .filter(|s| s % parts == part)
+        .collect()
 }
 
 fn run_random(part: u64, parts: u64) {

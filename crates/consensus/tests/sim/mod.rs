@@ -264,10 +264,12 @@ impl Scenario {
             .count()
     }
 
-    /// Rounds any honest validator may need for a height after the heal: one to catch up
-    /// with the others' round, one per Byzantine proposer in a row, one that succeeds.
+    /// Rounds any honest validator may need for a height after the heal: the round in
+    /// progress, one per Byzantine proposer in a row, up to two honest proposers that did
+    /// not yet hold the latest valid value (valid values spread on the round timer, and a
+    /// validator that lagged a height gets them only once it joins), one that succeeds.
     pub fn round_bound(&self) -> u32 {
-        self.byzantine() as u32 + 3
+        self.byzantine() as u32 + 4
     }
 }
 
