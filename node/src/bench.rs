@@ -39,12 +39,42 @@ const SEED_BLOCK_MS: f64 = 1200.0;
 const POLL: Duration = Duration::from_millis(20);
 /// How long the nodes get to come up and finalize their first blocks.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
-/// How long the fan-out transactions get to be finalized, and the mempools to drain after load.
+/// How long the fan-out transactions get to be finalized.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the mempools get to drain after the load window before the figures are taken
+/// from whatever was finalized (a stalled chain must not hang the bench).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a stopped node gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The Prometheus counter of libp2p's transport bandwidth (one series per direction).
 const BANDWIDTH_METRIC: &str = "libp2p_libp2p_bandwidth_bytes_total";
+/// Gossip messages received per topic, duplicates filtered out (first deliveries).
+const RECEIVED_METRIC: &str = "gossipsub_router_topic_msg_recv_counts_total";
+/// Gossip messages received per topic, every copy counted.
+const RECEIVED_UNFILTERED_METRIC: &str = "gossipsub_router_topic_msg_recv_counts_unfiltered_total";
+
+/// Monotonic counters scraped from `/metrics`, summed over the nodes.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    /// Bytes sent by libp2p (each byte on loopback is counted once, by its sender).
+    bytes_out: u64,
+    /// Gossip messages received, first copies only.
+    received: u64,
+    /// Gossip messages received, all copies.
+    received_copies: u64,
+}
+
+impl Counters {
+    /// What happened between `earlier` and `self`: (bytes sent, copies per first delivery).
+    fn since(&self, earlier: &Counters) -> (u64, f64) {
+        let copies = self.received_copies.saturating_sub(earlier.received_copies);
+        let firsts = self.received.saturating_sub(earlier.received).max(1);
+        (
+            self.bytes_out.saturating_sub(earlier.bytes_out),
+            copies as f64 / firsts as f64,
+        )
+    }
+}
 
 /// Options of `timed bench`.
 #[derive(Args, Debug)]
@@ -62,8 +92,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 65_536)]
     pub coins: usize,
     /// Transfers in flight per node during the load phase.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Offered load in transfers per second over all nodes (0: as fast as the nodes accept
+    /// them). An unbounded flood measures how the node copes with overload, not its throughput.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u64,
     /// First port tried: node i uses P+i for p2p and P+100+i for RPC (moved up if taken).
     #[arg(long, default_value_t = 29_000)]
     pub base_port: u16,
@@ -509,25 +543,55 @@ impl Cluster {
         Ok(())
     }
 
-    /// Sum over nodes of libp2p's (outbound, inbound) byte counters.
-    async fn bandwidth(&self) -> Result<(u64, u64)> {
-        let mut total = (0, 0);
+    /// Counters summed over all nodes.
+    async fn counters(&self) -> Result<Counters> {
+        let mut total = Counters::default();
         for &port in &self.rpc_ports {
             let text = http_get(port, "/metrics").await?;
-            for line in text.lines().filter(|l| l.starts_with(BANDWIDTH_METRIC)) {
-                let value: f64 = line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| anyhow!("unreadable metric line {line:?}"))?;
-                if line.contains("direction=\"Outbound\"") {
-                    total.0 += value as u64;
-                } else if line.contains("direction=\"Inbound\"") {
-                    total.1 += value as u64;
-                }
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let Some((series, value)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                let Ok(value) = value.parse::<f64>() else {
+                    continue;
+                };
+                let name = series.split('{').next().unwrap_or(series);
+                let slot = match name {
+                    BANDWIDTH_METRIC if series.contains("direction=\"Outbound\"") => {
+                        &mut total.bytes_out
+                    }
+                    RECEIVED_METRIC => &mut total.received,
+                    RECEIVED_UNFILTERED_METRIC => &mut total.received_copies,
+                    _ => continue,
+                };
+                *slot += value as u64;
             }
         }
         Ok(total)
+    }
+
+    /// CPU time (user + system) used so far by all nodes together, in milliseconds.
+    fn cpu_ms(&self) -> Result<f64> {
+        // SAFETY: sysconf(3) only reads a system constant.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut ticks = 0u64;
+        for child in &self.children {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
+            // Fields after the parenthesised command name: state is the first, utime and
+            // stime are the 12th and 13th.
+            let rest = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest)
+                .ok_or_else(|| anyhow!("unreadable /proc stat"))?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            for index in [11, 12] {
+                ticks += fields
+                    .get(index)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| anyhow!("unreadable /proc stat"))?;
+            }
+        }
+        Ok(ticks as f64 * 1000.0 / ticks_per_second)
     }
 
     /// Per node, `VmRSS` and `VmHWM` in MiB.
@@ -568,6 +632,24 @@ impl Cluster {
                 Ok::<_, anyhow::Error>(list)
             });
         futures::future::try_join_all(fetches).await
+    }
+
+    /// Waits up to [`DRAIN_DEADLINE`] for every mempool to empty; returns what is left, summed
+    /// over the nodes.
+    async fn pending(&self) -> Result<u64> {
+        let end = tokio::time::Instant::now() + DRAIN_DEADLINE;
+        loop {
+            self.check_alive()?;
+            let mut left = 0;
+            for client in &self.clients {
+                let info: Value = client.request("getmempoolinfo", rpc_params![]).await?;
+                left += info["size"].as_u64().unwrap_or(0);
+            }
+            if left == 0 || tokio::time::Instant::now() >= end {
+                return Ok(left);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Submits `txs` to node 0 and waits until every node has finalized all of them.
@@ -705,7 +787,8 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
     let mut figures = Vec::new();
 
     // Idle: empty back-to-back blocks.
-    let (out0, _) = cluster.bandwidth().await?;
+    let idle_counters = cluster.counters().await?;
+    let cpu0 = cluster.cpu_ms()?;
     let h0 = cluster.tip(0).await?;
     let started = Instant::now();
     poll(
@@ -718,7 +801,8 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
     )
     .await?;
     let h1 = cluster.tip(0).await?;
-    let (out1, _) = cluster.bandwidth().await?;
+    let (idle_bytes, idle_copies) = cluster.counters().await?.since(&idle_counters);
+    let cpu1 = cluster.cpu_ms()?;
     let idle_memory = cluster.memory()?;
     ensure!(h1 > h0, "no block was finalized in the idle window");
     cluster
@@ -758,11 +842,18 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
     figures.push(figure(
         "idle bytes on the wire per block",
         "B",
-        out1.saturating_sub(out0) as f64 / idle_blocks as f64,
+        idle_bytes as f64 / idle_blocks as f64,
+    ));
+    figures.push(figure("idle gossip copies per message", "x", idle_copies));
+    figures.push(figure(
+        "idle CPU per block (all nodes)",
+        "ms",
+        (cpu1 - cpu0) / idle_blocks as f64,
     ));
 
     // Load: every node gets its share of the transfers from `concurrency` submitters.
-    let (load_out0, _) = cluster.bandwidth().await?;
+    let load_counters = cluster.counters().await?;
+    let load_cpu0 = cluster.cpu_ms()?;
     let l0 = cluster.tip(0).await?;
     let t0 = now_ms();
     let window_end = t0 + args.seconds * 1000;
@@ -771,7 +862,14 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
         let client = cluster.clients[w % cluster.clients.len()].clone();
         let mine: Vec<&(String, String)> =
             workload.transfers.iter().skip(w).step_by(workers).collect();
-        submit(client, mine, window_end)
+        // Worker w sends the overall transfers w, w + workers, …, so the k-th of its own is
+        // due at (w + k × workers) / rate seconds after the start.
+        let pace = (args.rate > 0).then(|| Pace {
+            start: tokio::time::Instant::now(),
+            first_us: w as u64 * 1_000_000 / args.rate,
+            every_us: workers as u64 * 1_000_000 / args.rate,
+        });
+        submit(client, mine, window_end, pace)
     });
     let results = futures::future::join_all(submitters).await;
     let stopped = now_ms();
@@ -786,23 +884,17 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
     if let Some(err) = &first_error {
         eprintln!("  {rejected} transfers refused, e.g. {err}");
     }
-    poll(SETTLE_DEADLINE, "the mempools to drain", || async move {
-        for client in &cluster.clients {
-            cluster.check_alive()?;
-            let info: Value = client.request("getmempoolinfo", rpc_params![]).await?;
-            if info["size"].as_u64() != Some(0) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })
-    .await?;
-    let l1 = cluster.tip(0).await?;
-    let (load_out1, _) = cluster.bandwidth().await?;
+    let pending = cluster.pending().await?;
+    if pending > 0 {
+        eprintln!("  {pending} transfers still pending {DRAIN_DEADLINE:?} after the window");
+    }
+    let mut l1 = u64::MAX;
+    for i in 0..cluster.clients.len() {
+        l1 = l1.min(cluster.tip(i).await?);
+    }
+    let (load_bytes, load_copies) = cluster.counters().await?.since(&load_counters);
+    let load_cpu1 = cluster.cpu_ms()?;
     let load_memory = cluster.memory()?;
-    cluster
-        .wait_all_at(l1, SETTLE_DEADLINE, "the loaded blocks on all nodes")
-        .await?;
     let blocks = cluster.blocks(l0, l1).await?;
     // The window ends when it is over or, if the coins ran out first, when the last
     // transfer was finalized.
@@ -886,9 +978,21 @@ async fn run_once(args: &BenchArgs, run: usize, base_port: u16) -> Result<Vec<Fi
     figures.push(figure(
         "load bytes on the wire per block",
         "B",
-        load_out1.saturating_sub(load_out0) as f64 / l1.saturating_sub(l0).max(1) as f64,
+        load_bytes as f64 / l1.saturating_sub(l0).max(1) as f64,
+    ));
+    figures.push(figure("load gossip copies per message", "x", load_copies));
+    let all_txs: usize = blocks[0].iter().skip(1).map(|b| b.transactions.len()).sum();
+    figures.push(figure(
+        "load CPU per finalized tx (all nodes)",
+        "us",
+        (load_cpu1 - load_cpu0) * 1000.0 / all_txs.max(1) as f64,
     ));
     figures.push(figure("transfers refused", "tx", rejected as f64));
+    figures.push(figure(
+        "transfers pending after drain",
+        "tx",
+        pending as f64,
+    ));
     let max = |values: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
         values.iter().map(pick).fold(0.0, f64::max)
     };
@@ -918,18 +1022,32 @@ struct Submitted<'a> {
     first_error: Option<String>,
 }
 
-/// Sends `txs` one after the other until they run out or `until_ms` passes.
+/// When a paced submitter's transfers are due.
+struct Pace {
+    start: tokio::time::Instant,
+    first_us: u64,
+    every_us: u64,
+}
+
+/// Sends `txs` one after the other (each when `pace` says it is due, if paced) until they run
+/// out or `until_ms` passes.
 async fn submit<'a>(
     client: HttpClient,
     txs: Vec<&'a (String, String)>,
     until_ms: u64,
+    pace: Option<Pace>,
 ) -> Submitted<'a> {
     let mut result = Submitted {
         accepted: Vec::with_capacity(txs.len()),
         rejected: 0,
         first_error: None,
     };
-    for (txid, raw) in txs {
+    for (k, (txid, raw)) in txs.into_iter().enumerate() {
+        if let Some(pace) = &pace {
+            // Pacing the offered load, not waiting for a condition.
+            let due = pace.first_us + k as u64 * pace.every_us;
+            tokio::time::sleep_until(pace.start + Duration::from_micros(due)).await;
+        }
         let at = now_ms();
         if at >= until_ms {
             break;
