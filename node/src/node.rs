@@ -63,6 +63,17 @@ pub struct ProposalMessage {
     pub block: Block,
 }
 
+/// A vote on the wire. The engine re-sends votes when a round stalls (gossipsub never
+/// retransmits what a partition or a restart lost); gossipsub drops a message whose bytes it
+/// has seen before, so every send carries a fresh `nonce` and the engine drops duplicates.
+#[derive(Serialize, Deserialize)]
+pub struct VoteMessage {
+    /// The signed vote.
+    pub vote: Vote,
+    /// Distinguishes re-sends of one vote; not signed, not interpreted.
+    pub nonce: u64,
+}
+
 /// What RPC callers see of consensus.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
@@ -214,6 +225,9 @@ struct Node {
     next_start: Option<(u64, Instant)>,
     height_started: Instant,
     proposal_seen: Option<Instant>,
+    /// Makes every vote send distinct on the wire (see [`VoteMessage`]); starts random so
+    /// that a restarted node does not repeat its earlier sends.
+    vote_nonce: u64,
 }
 
 /// Runs `timed start` until SIGINT or SIGTERM.
@@ -342,6 +356,7 @@ async fn start(args: StartArgs) -> Result<()> {
         next_start: None,
         height_started: Instant::now(),
         proposal_seen: None,
+        vote_nonce: rand::random(),
     };
     node.schedule_height(tip + 1);
 
@@ -419,7 +434,15 @@ impl Node {
                         VoteKind::Prepare => Topic::Prepare,
                         VoteKind::Precommit => Topic::Precommit,
                     };
-                    self.shared.net.publish(topic, codec::encode(&vote)).await;
+                    self.vote_nonce = self.vote_nonce.wrapping_add(1);
+                    let message = VoteMessage {
+                        vote,
+                        nonce: self.vote_nonce,
+                    };
+                    self.shared
+                        .net
+                        .publish(topic, codec::encode(&message))
+                        .await;
                 }
                 Output::ScheduleTimeout { timeout, after_ms } => {
                     self.timers.insert(timeout, Duration::from_millis(after_ms));
@@ -704,8 +727,8 @@ impl Node {
     }
 
     async fn on_vote(&mut self, data: &[u8], kind: VoteKind) -> Verdict {
-        let vote: Vote = match codec::decode(data, MAX_VOTE_BYTES) {
-            Ok(v) => v,
+        let vote = match codec::decode::<VoteMessage>(data, MAX_VOTE_BYTES) {
+            Ok(m) => m.vote,
             Err(err) => return Verdict::Rejected(format!("vote: {err}")),
         };
         if vote.kind != kind {
