@@ -1097,6 +1097,7 @@ mod tests {
                 amount: 1_000_000 * timecoin_types::COIN,
             }],
             min_fee: 1_000,
+            unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
         };
         let work = build_workload(&genesis, &faucet, 600).unwrap();
         assert_eq!(work.first.outputs.len(), 3);

@@ -8,6 +8,7 @@ mod node;
 mod rpc;
 mod sync;
 mod testnet;
+mod txs;
 mod wallet;
 
 use clap::{Parser, Subcommand};

@@ -7,6 +7,7 @@
 use crate::config::{resolve, Config};
 use crate::metrics::{Metrics, PhaseLabels};
 use crate::sync::{self, SyncHandle, SyncedBlock};
+use crate::txs::{GossipedTx, TxWorker};
 use crate::{keys, rpc};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -21,8 +22,8 @@ use std::time::Duration;
 use timecoin_consensus::{
     Engine, Evidence, Input, Output, Signer, SignerState, Step, Timeout, Verdict,
 };
-use timecoin_ledger::{Block, Genesis, Mempool, Store, Transaction};
-use timecoin_net::{Acceptance, NetConfig, NetEvent, NetHandle, Topic};
+use timecoin_ledger::{Block, Genesis, Mempool, Store};
+use timecoin_net::{Acceptance, MessageId, NetConfig, NetEvent, NetHandle, PeerId, Topic};
 use timecoin_types::{codec, Certificate, Hash256, Proposal, Vote, VoteKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -126,63 +127,6 @@ impl FinalizedAt {
     }
 }
 
-/// Why a transaction was not admitted.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// Already pending or finalized.
-    #[error("transaction {0} is already known")]
-    Known(Hash256),
-    /// Invalid against the ledger.
-    #[error("{0}")]
-    Invalid(#[from] timecoin_ledger::TxError),
-    /// Valid, but the mempool refused it (conflict with a pending one, or full).
-    #[error("{0}")]
-    Mempool(#[from] timecoin_ledger::MempoolError),
-    /// The node could not read its own state.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl Shared {
-    /// Validates `tx` against the ledger and admits it to the mempool; with `broadcast`, also
-    /// gossips it (transactions that arrived by gossip are forwarded by gossipsub itself).
-    pub async fn submit_transaction(
-        self: &Arc<Self>,
-        tx: Transaction,
-        broadcast: bool,
-    ) -> Result<Hash256, SubmitError> {
-        let txid = tx.txid();
-        let shared = self.clone();
-        let admitted = tokio::task::spawn_blocking(move || {
-            if shared.mempool.lock().expect("mempool lock").contains(&txid)
-                || shared
-                    .store
-                    .transaction_height(&txid)
-                    .map_err(|e| SubmitError::Internal(e.to_string()))?
-                    .is_some()
-            {
-                return Err(SubmitError::Known(txid));
-            }
-            let fee = shared.store.validate_transaction(
-                &tx,
-                &shared.genesis.chain_id,
-                shared.genesis.min_fee,
-            )?;
-            let bytes = broadcast.then(|| codec::encode(&tx));
-            let mut pool = shared.mempool.lock().expect("mempool lock");
-            pool.insert(tx, fee)?;
-            shared.metrics.mempool_size.set(pool.len() as i64);
-            Ok(bytes)
-        })
-        .await
-        .map_err(|e| SubmitError::Internal(e.to_string()))??;
-        if let Some(bytes) = admitted {
-            self.net.publish(Topic::Tx, bytes).await;
-        }
-        Ok(txid)
-    }
-}
-
 /// Results of work done off the loop.
 pub enum Internal {
     /// A proposed block was checked against the ledger.
@@ -221,6 +165,7 @@ struct Node {
     timers: DelayQueue<Timeout>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     sync: SyncHandle,
+    txs: TxWorker,
     /// The next height to start and when its TSDC slot begins.
     next_start: Option<(u64, Instant)>,
     height_started: Instant,
@@ -353,6 +298,7 @@ async fn start(args: StartArgs) -> Result<()> {
         timers: DelayQueue::new(),
         internal_tx,
         sync,
+        txs: TxWorker::spawn(shared.clone()),
         next_start: None,
         height_started: Instant::now(),
         proposal_seen: None,
@@ -364,9 +310,11 @@ async fn start(args: StartArgs) -> Result<()> {
     loop {
         let next_start = node.next_start;
         tokio::select! {
+            // Timers and finished background work first: they move consensus forward, and
+            // a busy network must not starve them.
+            biased;
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            Some(event) = net_events.recv() => node.on_net_event(event).await,
             Some(expired) = node.timers.next() => {
                 node.feed(Input::Timeout(expired.into_inner())).await;
             }
@@ -374,6 +322,7 @@ async fn start(args: StartArgs) -> Result<()> {
             _ = tokio::time::sleep_until(next_start.map_or_else(Instant::now, |(_, at)| at)), if next_start.is_some() => {
                 node.start_height().await;
             }
+            Some(event) = net_events.recv() => node.on_net_event(event).await,
         }
     }
     info!("shutting down");
@@ -653,20 +602,22 @@ impl Node {
                 id,
                 source,
             } => {
-                let (kind, verdict) = self.on_gossip(topic, data).await;
-                let (label, acceptance) = match &verdict {
-                    Verdict::Accepted => ("accepted", Acceptance::Accept),
-                    Verdict::Ignored(reason) => {
-                        debug!(kind, %source, reason, "ignored gossip");
-                        ("ignored", Acceptance::Ignore)
+                let (kind, verdict) = match topic {
+                    Topic::Tx => {
+                        if let Err(item) = self.txs.offer(Box::new(GossipedTx { data, id, source }))
+                        {
+                            let busy = Verdict::Ignored("transaction queue full".into());
+                            report_gossip(&self.shared, "tx", item.id, item.source, &busy);
+                        }
+                        return;
                     }
-                    Verdict::Rejected(reason) => {
-                        warn!(kind, %source, reason, "rejected gossip");
-                        ("rejected", Acceptance::Reject)
+                    Topic::Proposal => ("proposal", self.on_proposal(&data).await),
+                    Topic::Prepare => ("prepare", self.on_vote(&data, VoteKind::Prepare).await),
+                    Topic::Precommit => {
+                        ("precommit", self.on_vote(&data, VoteKind::Precommit).await)
                     }
                 };
-                self.shared.metrics.message(kind, label);
-                self.shared.net.report(id, source, acceptance);
+                report_gossip(&self.shared, kind, id, source, &verdict);
             }
             NetEvent::SyncRequest {
                 peer,
@@ -682,15 +633,6 @@ impl Node {
                 debug!(%peer, "peer disconnected");
                 self.shared.metrics.peers.dec();
             }
-        }
-    }
-
-    async fn on_gossip(&mut self, topic: Topic, data: Vec<u8>) -> (&'static str, Verdict) {
-        match topic {
-            Topic::Proposal => ("proposal", self.on_proposal(&data).await),
-            Topic::Prepare => ("prepare", self.on_vote(&data, VoteKind::Prepare).await),
-            Topic::Precommit => ("precommit", self.on_vote(&data, VoteKind::Precommit).await),
-            Topic::Tx => ("tx", self.on_transaction(&data).await),
         }
     }
 
@@ -749,18 +691,6 @@ impl Node {
             debug!(target: "timed::votes", validator = %seen.0, height = seen.1, round = seen.2, kind = ?seen.3, block = ?seen.4.map(|h| h.to_string()), "vote");
         }
         verdict
-    }
-
-    async fn on_transaction(&mut self, data: &[u8]) -> Verdict {
-        let tx: Transaction = match codec::decode(data, timecoin_ledger::MAX_TX_BYTES) {
-            Ok(tx) => tx,
-            Err(err) => return Verdict::Rejected(format!("transaction: {err}")),
-        };
-        match self.shared.submit_transaction(tx, false).await {
-            Ok(_) => Verdict::Accepted,
-            Err(SubmitError::Invalid(err)) => Verdict::Rejected(err.to_string()),
-            Err(err) => Verdict::Ignored(err.to_string()),
-        }
     }
 
     /// Messages from well ahead of us mean we fell behind: catch up by sync.
@@ -838,6 +768,30 @@ impl Node {
         }
         result
     }
+}
+
+/// Tells gossipsub what became of a message (Accept forwards it, Reject also lowers the
+/// sender's score) and counts it.
+pub fn report_gossip(
+    shared: &Shared,
+    kind: &'static str,
+    id: MessageId,
+    source: PeerId,
+    verdict: &Verdict,
+) {
+    let (label, acceptance) = match verdict {
+        Verdict::Accepted => ("accepted", Acceptance::Accept),
+        Verdict::Ignored(reason) => {
+            debug!(kind, %source, reason, "ignored gossip");
+            ("ignored", Acceptance::Ignore)
+        }
+        Verdict::Rejected(reason) => {
+            warn!(kind, %source, reason, "rejected gossip");
+            ("rejected", Acceptance::Reject)
+        }
+    };
+    shared.metrics.message(kind, label);
+    shared.net.report(id, source, acceptance);
 }
 
 /// Evidence as JSON, for logs and `getevidence`.

@@ -227,7 +227,7 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
         let text: String = param(&p, "hex")?;
         let tx = decode_transaction(&text)?;
         let txid = s
-            .submit_transaction(tx, true)
+            .submit_transaction(tx)
             .await
             .map_err(|e| error(TX_REJECTED, format!("transaction rejected: {e}")))?;
         RpcResult::Ok(json!(txid.to_string()))

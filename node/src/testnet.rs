@@ -110,6 +110,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             amount: FAUCET_FUNDS,
         }],
         min_fee: MIN_FEE,
+        unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
     };
     genesis.validate().context("generated genesis is invalid")?;
     genesis.save(&args.out.join("genesis.json"))?;

@@ -59,7 +59,7 @@ impl ValidatorSet {
         if validators.is_empty() {
             return Err(ValidatorSetError::Empty);
         }
-        validators.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        validators.sort_by_key(|a| a.public_key);
         let mut total: u64 = 0;
         for (i, v) in validators.iter().enumerate() {
             if v.weight == 0 {

@@ -256,7 +256,7 @@ impl Certificate {
                 signature: v.signature,
             })
             .collect();
-        signatures.sort_by(|a, b| a.validator.cmp(&b.validator));
+        signatures.sort_by_key(|a| a.validator);
         signatures.dedup_by(|a, b| a.validator == b.validator);
         Certificate {
             height,
