@@ -478,6 +478,13 @@ perturbation(
     lambda: run("docker", "start", CID["node3"]),
 )
 
+# the non-validator bootstrap node: SIGKILL, start, it catches up by sync alone.
+perturbation(
+    "kill full node (SIGKILL)", ["node4"],
+    lambda: run("docker", "kill", "-s", "KILL", CID["node4"]),
+    lambda: run("docker", "start", CID["node4"]),
+)
+
 # 2/2 split: node0,node1 (+ the full node) stay on the project network, node2,node3 move to
 # their own network. No side has 3 of 4 votes: nobody may finalize. A transfer sent to side A
 # during the split must land exactly once after the heal.
