@@ -47,61 +47,7 @@ fi
 
 project=timede2e$$r$RANDOM
 work=$(mktemp -d "${TMPDIR:-/tmp}/timed-e2e.XXXXXX")
-# Four free loopback ports for RPC (base+100 .. base+104); p2p ports are container-internal.
-base_port=$(python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 40000)
-    socks = []
-    try:
-        for i in range(5):
-            s = socket.socket(); s.bind(("127.0.0.1", base + 100 + i)); socks.append(s)
-    except OSError:
-        continue
-    finally:
-        for s in socks: s.close()
-    print(base); break
-else:
-    raise SystemExit("no free port range")
-PY
-)
-"$timed" testnet --validators 4 --full-nodes 1 --out "$work/net" --base-port "$base_port" \
-  --block-interval-ms "$interval" --chain-id "$project" >"$work/testnet.txt"
 compose_file=$work/net/docker-compose.yml
-# The project network gets a fixed free subnet so that a node cut off from it comes back with
-# its old address (`docker network connect --ip`): partitions then behave like a real network
-# partition (addresses stay, connections stall and resume). See testnet/README.md for why.
-subnet=$(python3 - <<'PY'
-import ipaddress, json, random, subprocess
-used = []
-ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
-if ids:
-    for net in json.loads(subprocess.run(["docker", "network", "inspect", *ids], capture_output=True, text=True).stdout):
-        for cfg in (net.get("IPAM") or {}).get("Config") or []:
-            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
-                used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
-for line in subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout.splitlines():
-    dest = line.split()[0]
-    if dest != "default":
-        try:
-            used.append(ipaddress.ip_network(dest, strict=False))
-        except ValueError:
-            pass
-for _ in range(500):
-    cand = ipaddress.ip_network(f"10.{random.randrange(100, 250)}.{random.randrange(256)}.0/24")
-    if not any(cand.overlaps(u) for u in used):
-        print(cand); break
-else:
-    raise SystemExit("no free /24 for the test network")
-PY
-)
-cat >"$work/net/e2e-network.yml" <<EOF
-networks:
-  timednet:
-    ipam:
-      config:
-        - subnet: $subnet
-EOF
 dc() { "${compose[@]}" -p "$project" -f "$compose_file" -f "$work/net/e2e-network.yml" "$@"; }
 
 cleanup() {
@@ -128,7 +74,9 @@ cleanup() {
     echo "full logs in $E2E_KEEP_LOGS"
   fi
   echo "== teardown of $project"
-  dc down -v --remove-orphans -t 5 >/dev/null 2>&1 || dc down -v --remove-orphans -t 5
+  if [[ -f $work/net/e2e-network.yml ]]; then
+    dc down -v --remove-orphans -t 5 >/dev/null 2>&1 || dc down -v --remove-orphans -t 5
+  fi
   for net in $(docker network ls -q --filter "label=timed-e2e=$project"); do
     docker network rm "$net" >/dev/null
   done
@@ -138,6 +86,64 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Four free loopback ports for RPC (base+100 .. base+104); p2p ports are container-internal.
+base_port=$(python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 40000)
+    socks = []
+    try:
+        for i in range(5):
+            s = socket.socket(); s.bind(("127.0.0.1", base + 100 + i)); socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks: s.close()
+    print(base); break
+else:
+    raise SystemExit("no free port range")
+PY
+)
+"$timed" testnet --validators 4 --full-nodes 1 --out "$work/net" --base-port "$base_port" \
+  --block-interval-ms "$interval" --chain-id "$project" >"$work/testnet.txt"
+# The project network gets a fixed free subnet so that a node cut off from it comes back with
+# its old address (`docker network connect --ip`): partitions then behave like a real network
+# partition (addresses stay, connections stall and resume). See testnet/README.md for why.
+subnet=$(python3 - <<'PY'
+import ipaddress, json, random, subprocess
+used = []
+ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
+if ids:
+    for net in json.loads(subprocess.run(["docker", "network", "inspect", *ids], capture_output=True, text=True).stdout):
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+try:
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout.splitlines()
+except OSError:
+    routes = []
+for line in routes:
+    dest = line.split()[0]
+    if dest != "default":
+        try:
+            used.append(ipaddress.ip_network(dest, strict=False))
+        except ValueError:
+            pass
+for _ in range(500):
+    cand = ipaddress.ip_network(f"10.{random.randrange(100, 250)}.{random.randrange(256)}.0/24")
+    if not any(cand.overlaps(u) for u in used):
+        print(cand); break
+else:
+    raise SystemExit("no free /24 for the test network")
+PY
+)
+cat >"$work/net/e2e-network.yml" <<EOF
+networks:
+  timednet:
+    ipam:
+      config:
+        - subnet: $subnet
+EOF
 
 echo "== up: project $project, ${compose[*]}, block interval $interval ms, RPC 127.0.0.1:$((base_port + 100))-$((base_port + 104))"
 dc up -d
