@@ -56,13 +56,26 @@ pub struct StartArgs {
 }
 
 /// A block proposal on the wire: the signed proposal and the block it names.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ProposalMessage {
     /// The proposer's signed statement.
     pub proposal: Proposal,
     /// The block.
     pub block: Block,
 }
+
+/// What a validator persists before any vote leaves it: the signer's state, and the
+/// proposals of the blocks it is locked on or holds as its valid value. Without the blocks, a
+/// restart of every validator locked on a block would lose its only copies, and the locked
+/// validators could then never prepare anything else.
+#[derive(Serialize, Deserialize)]
+struct ConsensusRecord {
+    signer: SignerState,
+    proposals: Vec<ProposalMessage>,
+}
+
+/// Most proposals remembered per height (the engine caches no more blocks either).
+const MAX_PROPOSALS_PER_HEIGHT: usize = 16;
 
 /// A vote on the wire. The engine re-sends votes when a round stalls (gossipsub never
 /// retransmits what a partition or a restart lost); gossipsub drops a message whose bytes it
@@ -170,6 +183,8 @@ struct Node {
     next_start: Option<(u64, Instant)>,
     height_started: Instant,
     proposal_seen: Option<Instant>,
+    /// Proposals of the heights the engine works on or buffers, by (height, block hash).
+    proposals: std::collections::BTreeMap<(u64, Hash256), ProposalMessage>,
     /// Makes every vote send distinct on the wire (see [`VoteMessage`]); starts random so
     /// that a restarted node does not repeat its earlier sends.
     vote_nonce: u64,
@@ -214,17 +229,21 @@ async fn start(args: StartArgs) -> Result<()> {
     store.init_genesis(&genesis)?;
     let (tip, tip_hash) = store.tip()?;
 
+    let mut restored_proposals = Vec::new();
     let signer = match &config.validator_key {
         Some(path) => {
             let key = keys::read_key(&resolve(home, path))?;
-            let state = match store.load_signer_state()? {
+            let record = match store.load_signer_state()? {
                 Some(bytes) => Some(
-                    codec::decode::<SignerState>(&bytes, 1 << 16)
+                    codec::decode::<ConsensusRecord>(&bytes, 8 * MAX_PROPOSAL_BYTES)
                         .context("stored signer state is unreadable")?,
                 ),
                 None => None,
             };
             info!(public_key = %key.public(), "validator key loaded");
+            let (state, proposals) =
+                record.map_or((None, Vec::new()), |r| (Some(r.signer), r.proposals));
+            restored_proposals = proposals;
             Some(Signer::new(key, state))
         }
         None => None,
@@ -303,6 +322,10 @@ async fn start(args: StartArgs) -> Result<()> {
         height_started: Instant::now(),
         proposal_seen: None,
         vote_nonce: rand::random(),
+        proposals: restored_proposals
+            .into_iter()
+            .map(|m| ((m.proposal.height, m.proposal.block_hash), m))
+            .collect(),
     };
     node.schedule_height(tip + 1);
 
@@ -357,8 +380,41 @@ impl Node {
         self.timers.clear();
         self.height_started = Instant::now();
         self.proposal_seen = None;
+        self.proposals = self.proposals.split_off(&(height, Hash256::ZERO));
         let outputs = self.engine.start_height(height, set);
         self.process(outputs).await;
+        // After a restart: offer the blocks we were locked on again (the engine drops
+        // duplicates of proposals it already has).
+        let ours: Vec<ProposalMessage> = self
+            .proposals
+            .range((height, Hash256::ZERO)..(height + 1, Hash256::ZERO))
+            .map(|(_, m)| m.clone())
+            .collect();
+        for message in ours {
+            let block_hash = message.block.hash();
+            self.feed(Input::Proposal {
+                proposal: message.proposal,
+                block: message.block,
+                block_hash,
+            })
+            .await;
+        }
+    }
+
+    /// Remembers a proposal of a height the engine works on or buffers, within bounds.
+    fn remember_proposal(&mut self, message: &ProposalMessage) {
+        let height = message.proposal.height;
+        if height < self.engine.height() || height > self.engine.height() + 2 {
+            return;
+        }
+        let of_height = self
+            .proposals
+            .range((height, Hash256::ZERO)..(height + 1, Hash256::ZERO))
+            .count();
+        if of_height < MAX_PROPOSALS_PER_HEIGHT {
+            self.proposals
+                .insert((height, message.proposal.block_hash), message.clone());
+        }
     }
 
     /// Feeds one input to the engine, runs everything it asks for, and returns its verdict
@@ -375,7 +431,9 @@ impl Node {
             match output {
                 Output::PersistSigner(state) => self.persist_signer(state).await,
                 Output::BroadcastProposal { proposal, block } => {
-                    let bytes = codec::encode(&ProposalMessage { proposal, block });
+                    let message = ProposalMessage { proposal, block };
+                    self.remember_proposal(&message);
+                    let bytes = codec::encode(&message);
                     self.shared.net.publish(Topic::Proposal, bytes).await;
                 }
                 Output::BroadcastVote(vote) => {
@@ -422,7 +480,16 @@ impl Node {
     /// after sending but before persisting could let a restarted validator sign again.
     async fn persist_signer(&self, state: SignerState) {
         let store = self.shared.store.clone();
-        let bytes = codec::encode(&state);
+        let kept = [state.locked, state.valid];
+        let proposals = kept
+            .iter()
+            .flatten()
+            .filter_map(|(_, hash)| self.proposals.get(&(state.height, *hash)).cloned())
+            .collect();
+        let bytes = codec::encode(&ConsensusRecord {
+            signer: state,
+            proposals,
+        });
         match tokio::task::spawn_blocking(move || store.save_signer_state(&bytes)).await {
             Ok(Ok(())) => {}
             other => {
@@ -660,12 +727,21 @@ impl Node {
                 .observe(self.height_started.elapsed().as_secs_f64());
         }
         let block_hash = message.block.hash();
-        self.feed(Input::Proposal {
-            proposal: message.proposal,
-            block: message.block,
-            block_hash,
-        })
-        .await
+        let kept = message.clone();
+        let verdict = self
+            .feed(Input::Proposal {
+                proposal: message.proposal,
+                block: message.block,
+                block_hash,
+            })
+            .await;
+        // Only what the engine accepted (right proposer, good signature) may take one of
+        // the few places kept for a restart. A lock on it comes later than this (the block
+        // is validated first), so it is remembered in time.
+        if matches!(verdict, Verdict::Accepted) {
+            self.remember_proposal(&kept);
+        }
+        verdict
     }
 
     async fn on_vote(&mut self, data: &[u8], kind: VoteKind) -> Verdict {

@@ -116,13 +116,15 @@ pub fn status(rpc: &str) -> Result<()> {
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// A single-threaded runtime for one CLI command's RPC calls.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-fn client(url: &str) -> Result<HttpClient> {
+/// A JSON-RPC client for `url`.
+pub(crate) fn client(url: &str) -> Result<HttpClient> {
     HttpClientBuilder::default()
         .build(url)
         .with_context(|| format!("invalid RPC URL {url}"))
@@ -135,23 +137,27 @@ struct Unspent {
     amount: u64,
 }
 
-/// Picks coins largest first, builds and signs the transfer (with change back to the sender)
-/// and submits it.
-async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> Result<Hash256> {
-    let client = client(rpc)?;
+/// The chain id the node at `client` runs (every signature covers it).
+pub(crate) async fn chain_id(client: &HttpClient) -> Result<String> {
     let info: Value = client.request("getblockchaininfo", rpc_params![]).await?;
-    let chain_id = info["chain_id"]
+    Ok(info["chain_id"]
         .as_str()
         .ok_or_else(|| anyhow!("node did not report a chain id"))?
-        .to_string();
+        .to_string())
+}
+
+/// Picks spendable coins of `key`, largest first, until they cover `need`; returns them (each
+/// paired with `key` for signing) and their total.
+pub(crate) async fn select_coins<'k>(
+    client: &HttpClient,
+    key: &'k Keypair,
+    need: u64,
+) -> Result<(Vec<(OutPoint, &'k Keypair)>, u64)> {
     let from = Address::of(&key.public());
     let mut coins: Vec<Unspent> = client
         .request("listunspent", rpc_params![from.to_string()])
         .await?;
     coins.sort_by_key(|c| std::cmp::Reverse(c.amount));
-    let need = amount
-        .checked_add(fee)
-        .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
     let mut inputs = Vec::new();
     let mut total = 0u64;
     for coin in coins {
@@ -174,6 +180,30 @@ async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> R
             format_amount(need)
         );
     }
+    Ok((inputs, total))
+}
+
+/// Submits a signed transaction; returns the txid the node reports.
+pub(crate) async fn submit(client: &HttpClient, tx: &Transaction) -> Result<Hash256> {
+    let txid: String = client
+        .request(
+            "sendrawtransaction",
+            rpc_params![hex::encode(codec::encode(tx))],
+        )
+        .await?;
+    Ok(Hash256::from_hex(&txid)?)
+}
+
+/// Picks coins largest first, builds and signs the transfer (with change back to the sender)
+/// and submits it.
+async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> Result<Hash256> {
+    let client = client(rpc)?;
+    let chain_id = chain_id(&client).await?;
+    let need = amount
+        .checked_add(fee)
+        .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
+    let (inputs, total) = select_coins(&client, key, need).await?;
+    let from = Address::of(&key.public());
     let mut outputs = vec![TxOutput {
         address: to,
         amount,
@@ -185,11 +215,5 @@ async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> R
         });
     }
     let tx = Transaction::build_signed(&chain_id, inputs, outputs);
-    let txid: String = client
-        .request(
-            "sendrawtransaction",
-            rpc_params![hex::encode(codec::encode(&tx))],
-        )
-        .await?;
-    Ok(Hash256::from_hex(&txid)?)
+    submit(&client, &tx).await
 }
