@@ -39,6 +39,26 @@ pub struct Genesis {
     pub allocations: Vec<TxOutput>,
     /// Smallest fee a transaction must pay, in base units per transaction.
     pub min_fee: Amount,
+    /// Blocks a deregistered validator's collateral stays locked after it has left the set
+    /// (it left at deregistration height + [`crate::ACTIVATION_DELAY`]). Files written before
+    /// the field existed get [`DEFAULT_UNBONDING_BLOCKS`]; the default is not encoded, so
+    /// their genesis hash is unchanged.
+    #[serde(
+        default = "default_unbonding_blocks",
+        skip_serializing_if = "is_default_unbonding_blocks"
+    )]
+    pub unbonding_blocks: u64,
+}
+
+/// Unbonding delay of a genesis that does not set one.
+pub const DEFAULT_UNBONDING_BLOCKS: u64 = 10;
+
+fn default_unbonding_blocks() -> u64 {
+    DEFAULT_UNBONDING_BLOCKS
+}
+
+fn is_default_unbonding_blocks(blocks: &u64) -> bool {
+    *blocks == DEFAULT_UNBONDING_BLOCKS
 }
 
 /// Why a genesis could not be loaded, saved or accepted.

@@ -5,6 +5,9 @@
 //! (integer arithmetic only), validation with a reason for every rejection, the redb store
 //! (one file; applying a finalized block is one write transaction) and the mempool.
 //!
+//! Validators join and leave through staking transactions (see [`Stake`]): the set of height
+//! h + 2 is fixed when block h is applied.
+//!
 //! Inputs may only spend outputs that exist in the UTXO set of the parent block: a block
 //! never spends an output created inside the same block.
 
@@ -14,14 +17,18 @@ mod block;
 mod genesis;
 mod mempool;
 mod rewards;
+mod stake;
 mod store;
 mod tx;
 mod validate;
 
 pub use block::{reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
-pub use genesis::{Genesis, GenesisError, GenesisValidator};
+pub use genesis::{Genesis, GenesisError, GenesisValidator, DEFAULT_UNBONDING_BLOCKS};
 pub use mempool::{Mempool, MempoolError};
 pub use rewards::{reward_outputs, subsidy};
+pub use stake::{
+    possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
+};
 pub use store::{Store, StoreError, TxLocation};
 pub use tx::{OutPoint, Transaction, TxInput, TxOutput};
 pub use validate::{check_transaction_stateless, BlockError, TxError};

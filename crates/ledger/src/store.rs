@@ -6,10 +6,11 @@
 use crate::block::{reward_outpoint, Block, BlockHeader};
 use crate::genesis::{Genesis, GenesisError};
 use crate::rewards::{reward_outputs, subsidy};
+use crate::stake::{StakeRecord, ACTIVATION_DELAY};
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use crate::validate::{
-    check_block_shape, check_block_spends, check_inputs, check_transaction_stateless, BlockError,
-    Parent, TxError,
+    check_block_shape, check_block_spends, check_inputs, check_stake, check_transaction_stateless,
+    BlockError, Parent, StakeChanges, TxError,
 };
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -31,6 +32,8 @@ const ADDRESS_UTXOS: TableDefinition<&[u8; 56], ()> = TableDefinition::new("addr
 const TXS: TableDefinition<&[u8; 32], &[u8; 20]> = TableDefinition::new("txs");
 const SIGNER: TableDefinition<&str, &[u8]> = TableDefinition::new("signer");
 const EVIDENCE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("evidence");
+/// Staking outpoint → [`StakeRecord`], for every staking output not yet spent.
+const STAKES: TableDefinition<&[u8; 36], &[u8; 88]> = TableDefinition::new("stakes");
 
 const META_GENESIS: &str = "genesis_hash";
 const META_TIP: &str = "tip";
@@ -72,7 +75,7 @@ pub enum StoreError {
         /// The block's height.
         got: u64,
     },
-    /// A height beyond tip + 1, whose validator set is not known yet.
+    /// A height beyond tip + [`ACTIVATION_DELAY`], whose validator set is not known yet.
     #[error("no validator set for height {height} yet (tip is {tip})")]
     UnknownHeight {
         /// Height asked for.
@@ -224,6 +227,15 @@ fn read_set(
     codec::decode(guard.value(), STORED_LIMIT).map_err(corrupt)
 }
 
+fn read_stake(
+    stakes: &impl ReadableTable<&'static [u8; 36], &'static [u8; 88]>,
+    outpoint: &OutPoint,
+) -> Result<Option<StakeRecord>, StoreError> {
+    Ok(stakes
+        .get(&outpoint.to_bytes())?
+        .map(|guard| StakeRecord::from_bytes(guard.value())))
+}
+
 fn read_utxo(
     utxos: &impl ReadableTable<&'static [u8; 36], &'static [u8; 28]>,
     outpoint: &OutPoint,
@@ -283,6 +295,7 @@ impl Store {
         txn.open_table(TXS)?;
         txn.open_table(SIGNER)?;
         txn.open_table(EVIDENCE)?;
+        txn.open_table(STAKES)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -311,9 +324,11 @@ impl Store {
             }
             let mut sets = txn.open_table(VALIDATOR_SETS)?;
             let set_bytes = codec::encode(&set);
-            // Height 0 is never voted on, but every height has a set.
-            sets.insert(0, set_bytes.as_slice())?;
-            sets.insert(1, set_bytes.as_slice())?;
+            // Height 0 is never voted on, but every height has a set; the sets are known
+            // ACTIVATION_DELAY heights past the tip.
+            for height in 0..=ACTIVATION_DELAY {
+                sets.insert(height, set_bytes.as_slice())?;
+            }
             txn.open_table(BLOCKS)?
                 .insert(0, codec::encode(&block).as_slice())?;
             txn.open_table(BLOCK_HEIGHTS)?.insert(hash.as_bytes(), 0)?;
@@ -370,17 +385,39 @@ impl Store {
             .map_err(corrupt)
     }
 
-    /// The validator set that votes on `height`, for any height up to tip + 1.
+    /// The validator set that votes on `height`, for any height up to
+    /// tip + [`ACTIVATION_DELAY`] (the set of h + 2 is fixed when block h is applied).
     pub fn validator_set(&self, height: u64) -> Result<ValidatorSet, StoreError> {
         let txn = self.db.begin_read()?;
         let tip = read_tip(&txn.open_table(META)?)?;
-        if height > tip.height + 1 {
+        if height > tip.height + ACTIVATION_DELAY {
             return Err(StoreError::UnknownHeight {
                 height,
                 tip: tip.height,
             });
         }
         read_set(&txn.open_table(VALIDATOR_SETS)?, height)
+    }
+
+    /// The binding of staking output `outpoint`, while it is unspent.
+    pub fn stake(&self, outpoint: &OutPoint) -> Result<Option<StakeRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_stake(&txn.open_table(STAKES)?, outpoint)
+    }
+
+    /// Every unspent staking output (bonded or unbonding), ordered by outpoint.
+    pub fn stakes(&self) -> Result<Vec<(OutPoint, StakeRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STAKES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push((
+                OutPoint::from_bytes(key.value()),
+                StakeRecord::from_bytes(value.value()),
+            ));
+        }
+        Ok(out)
     }
 
     /// The unspent output at `outpoint`.
@@ -453,8 +490,8 @@ impl Store {
             .map(Some)
     }
 
-    /// Checks a transaction statelessly and against the current UTXO set, and returns its
-    /// fee (at least `min_fee`).
+    /// Checks a transaction statelessly and against the current UTXO set and staking state
+    /// (as if in the block at tip + 1), and returns its fee (at least `min_fee`).
     pub fn validate_transaction(
         &self,
         tx: &Transaction,
@@ -464,6 +501,24 @@ impl Store {
         check_transaction_stateless(tx, chain_id)?;
         let storage = |e: StoreError| TxError::Storage(e.to_string());
         let txn = self.db.begin_read().map_err(|e| storage(e.into()))?;
+        let tip =
+            read_tip(&txn.open_table(META).map_err(|e| storage(e.into()))?).map_err(storage)?;
+        let next_set = read_set(
+            &txn.open_table(VALIDATOR_SETS)
+                .map_err(|e| storage(e.into()))?,
+            tip.height + 2,
+        )
+        .map_err(storage)?;
+        let stakes = txn.open_table(STAKES).map_err(|e| storage(e.into()))?;
+        // The unbonding delay only dates the unlock; it does not decide validity.
+        check_stake(
+            tx,
+            tip.height + 1,
+            0,
+            &next_set,
+            &mut StakeChanges::default(),
+            |op| read_stake(&stakes, op).map_err(storage),
+        )?;
         let utxos = txn.open_table(UTXOS).map_err(|e| storage(e.into()))?;
         let fee = check_inputs(tx, |op| read_utxo(&utxos, op).map_err(storage))?;
         if fee < min_fee {
@@ -490,7 +545,9 @@ impl Store {
         let meta = txn.open_table(META)?;
         check_genesis(&meta, genesis)?;
         let tip = read_tip(&meta)?;
-        let set = read_set(&txn.open_table(VALIDATOR_SETS)?, tip.height + 1)?;
+        let sets = txn.open_table(VALIDATOR_SETS)?;
+        let set = read_set(&sets, tip.height + 1)?;
+        let next_set = read_set(&sets, tip.height + 2)?;
         let parent = Parent {
             height: tip.height,
             hash: tip.hash,
@@ -499,14 +556,23 @@ impl Store {
         };
         check_block_shape(block, genesis, &parent)?;
         let utxos = txn.open_table(UTXOS)?;
+        let stakes = txn.open_table(STAKES)?;
         let mut kept = None;
-        let result = check_block_spends(block, genesis, &set, |op| {
-            lookup_keeping_error(&mut kept, read_utxo(&utxos, op))
-        });
-        if let Some(e) = kept {
+        let mut kept_stake = None;
+        let result = check_block_spends(
+            block,
+            genesis,
+            &set,
+            &next_set,
+            |op| lookup_keeping_error(&mut kept_stake, read_stake(&stakes, op)),
+            |op| lookup_keeping_error(&mut kept, read_utxo(&utxos, op)),
+        );
+        if let Some(e) = kept.or(kept_stake) {
             return Err(e);
         }
-        result?;
+        let (_, changes) = result?;
+        // Apply refuses a block whose set change fails, so validation must too.
+        changes.apply_to(&next_set)?;
         Ok(())
     }
 
@@ -526,8 +592,12 @@ impl Store {
         check_genesis(&meta, genesis)?;
         let tip = read_tip(&meta)?;
         let height = tip.height + 1;
-        let set = read_set(&txn.open_table(VALIDATOR_SETS)?, height)?;
+        let sets = txn.open_table(VALIDATOR_SETS)?;
+        let set = read_set(&sets, height)?;
+        let next_set = read_set(&sets, height + 1)?;
         let utxos = txn.open_table(UTXOS)?;
+        let stakes = txn.open_table(STAKES)?;
+        let mut changes = StakeChanges::default();
 
         let mut block = Block {
             header: BlockHeader {
@@ -576,6 +646,21 @@ impl Store {
             let Some(new_fees) = fees.checked_add(fee) else {
                 continue;
             };
+            // Last, because it records the transaction's staking effects on success.
+            let staked = check_stake(
+                &tx,
+                height,
+                genesis.unbonding_blocks,
+                &next_set,
+                &mut changes,
+                |op| lookup_keeping_error(&mut kept, read_stake(&stakes, op)),
+            );
+            if let Some(e) = kept {
+                return Err(e);
+            }
+            if staked.is_err() {
+                continue;
+            }
             fees = new_fees;
             used += size;
             spent.extend(tx.inputs.iter().map(|i| i.prev));
@@ -616,6 +701,7 @@ impl Store {
             }
             let mut sets = txn.open_table(VALIDATOR_SETS)?;
             let set = read_set(&sets, height)?;
+            let next_set = read_set(&sets, height + 1)?;
             let hash = block.hash();
             certificate.verify_for(&genesis.chain_id, &set, height, &hash)?;
             let parent = Parent {
@@ -630,14 +716,28 @@ impl Store {
             // returns before commit and the dropped transaction discards these writes.
             let mut utxos = txn.open_table(UTXOS)?;
             let mut by_address = txn.open_table(ADDRESS_UTXOS)?;
+            let mut stakes = txn.open_table(STAKES)?;
             let mut kept = None;
-            let result = check_block_spends(block, genesis, &set, |op| {
-                lookup_keeping_error(&mut kept, spend_utxo(&mut utxos, &mut by_address, op))
-            });
-            if let Some(e) = kept {
+            let mut kept_stake = None;
+            let result = check_block_spends(
+                block,
+                genesis,
+                &set,
+                &next_set,
+                |op| lookup_keeping_error(&mut kept_stake, read_stake(&stakes, op)),
+                |op| lookup_keeping_error(&mut kept, spend_utxo(&mut utxos, &mut by_address, op)),
+            );
+            if let Some(e) = kept.or(kept_stake) {
                 return Err(e);
             }
-            let fees = result?;
+            let (fees, changes) = result?;
+            let after_next = changes.apply_to(&next_set)?;
+            for outpoint in &changes.released {
+                stakes.remove(&outpoint.to_bytes())?;
+            }
+            for (outpoint, record) in changes.entered.iter().chain(&changes.exited) {
+                stakes.insert(&outpoint.to_bytes(), &record.to_bytes())?;
+            }
 
             let mut txs = txn.open_table(TXS)?;
             for (index, (tx, fee)) in block.transactions.iter().zip(fees).enumerate() {
@@ -671,9 +771,11 @@ impl Store {
                 .insert(height, hash.as_bytes())?;
             txn.open_table(CERTIFICATES)?
                 .insert(height, codec::encode(certificate).as_slice())?;
-            // Sets only come from genesis for now; a later change of the set will be
-            // computed here from the block.
-            sets.insert(height + 1, codec::encode(&set).as_slice())?;
+            // The block's (de)registrations take effect ACTIVATION_DELAY heights later.
+            sets.insert(
+                height + ACTIVATION_DELAY,
+                codec::encode(&after_next).as_slice(),
+            )?;
             meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
         }
         txn.commit()?;

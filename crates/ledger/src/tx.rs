@@ -1,5 +1,6 @@
 //! UTXO transactions.
 
+use crate::stake::Stake;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use timecoin_types::{codec, Address, Amount, Hash256, Keypair, PublicKey, Signature};
@@ -85,18 +86,24 @@ pub struct TxInput {
     pub signature: Signature,
 }
 
-/// A transfer: the fee is the sum of the spent outputs minus the sum of the new outputs.
+/// A transfer, optionally also a validator (de)registration: the fee is the sum of the spent
+/// outputs minus the sum of the new outputs (a staking output counts as an output).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Transaction {
     /// Outputs spent.
     pub inputs: Vec<TxInput>,
     /// Outputs created.
     pub outputs: Vec<TxOutput>,
+    /// What the transaction does to the validator set; absent for a plain transfer (and
+    /// then not encoded at all, so transfers keep their encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake: Option<Stake>,
 }
 
 impl Transaction {
     /// The transaction id: BLAKE3 over a fixed layout of everything except the signatures,
-    /// so a third party cannot change the id by re-encoding a signature.
+    /// so a third party cannot change the id by re-encoding a signature. A staking action is
+    /// appended after the outputs, so a plain transfer's layout is unchanged.
     pub fn txid(&self) -> Hash256 {
         let mut bytes =
             Vec::with_capacity(16 + 8 + self.inputs.len() * 68 + self.outputs.len() * 28);
@@ -109,6 +116,9 @@ impl Transaction {
         bytes.extend_from_slice(&(self.outputs.len() as u32).to_be_bytes());
         for output in &self.outputs {
             bytes.extend_from_slice(&output.to_bytes());
+        }
+        if let Some(stake) = &self.stake {
+            bytes.extend_from_slice(&stake.id_bytes());
         }
         Hash256::digest(&bytes)
     }
@@ -131,6 +141,16 @@ impl Transaction {
         inputs: Vec<(OutPoint, &Keypair)>,
         outputs: Vec<TxOutput>,
     ) -> Transaction {
+        Transaction::build_signed_with_stake(chain_id, inputs, outputs, None)
+    }
+
+    /// As [`Transaction::build_signed`], carrying a staking action the signatures cover.
+    pub fn build_signed_with_stake(
+        chain_id: &str,
+        inputs: Vec<(OutPoint, &Keypair)>,
+        outputs: Vec<TxOutput>,
+        stake: Option<Stake>,
+    ) -> Transaction {
         let mut tx = Transaction {
             inputs: inputs
                 .iter()
@@ -141,6 +161,7 @@ impl Transaction {
                 })
                 .collect(),
             outputs,
+            stake,
         };
         let digest = tx.sign_digest(chain_id);
         for (input, (_, key)) in tx.inputs.iter_mut().zip(&inputs) {

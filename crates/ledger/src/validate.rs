@@ -3,10 +3,13 @@
 use crate::block::{rewards_root, tx_root, Block};
 use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
+use crate::stake::{
+    possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
+};
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
 use std::collections::HashSet;
-use timecoin_types::{Address, Amount, Hash256, PublicKey, ValidatorSet};
+use timecoin_types::{Address, Amount, Hash256, PublicKey, Validator, ValidatorSet};
 
 /// Why a transaction was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +72,50 @@ pub enum TxError {
         fee: Amount,
         /// Minimum fee.
         min: Amount,
+    },
+    /// A registration locks less than [`MIN_COLLATERAL`] in its staking output.
+    #[error("collateral {amount} is below the minimum {min}")]
+    CollateralTooLow {
+        /// Amount of the staking output.
+        amount: Amount,
+        /// [`MIN_COLLATERAL`].
+        min: Amount,
+    },
+    /// A registration without a proof of possession of the consensus key.
+    #[error("registration carries no proof of possession of the consensus key")]
+    MissingPossessionProof,
+    /// The proof of possession is not the consensus key's signature over this chain, owner,
+    /// reward address and first input.
+    #[error("proof of possession of consensus key {0} does not verify")]
+    BadPossessionProof(PublicKey),
+    /// The consensus key is already a member (or entering) of the next heights' set.
+    #[error("consensus key {0} is already registered or pending registration")]
+    KeyAlreadyRegistered(PublicKey),
+    /// The input spends collateral that still backs a validator.
+    #[error("input {0} is collateral of an active validator; deregister it first")]
+    CollateralBonded(OutPoint),
+    /// The input spends collateral that is still unbonding.
+    #[error("input {outpoint} is unbonding collateral, spendable from height {unlock_height}")]
+    CollateralUnbonding {
+        /// The staking output.
+        outpoint: OutPoint,
+        /// First height whose blocks may spend it.
+        unlock_height: u64,
+    },
+    /// A deregistration names an output that is not a registered stake (genesis validators
+    /// have none).
+    #[error("{0} is not a registered staking output")]
+    UnknownStake(OutPoint),
+    /// A deregistration of a stake that is already deregistered.
+    #[error("stake {0} is already deregistered")]
+    AlreadyDeregistered(OutPoint),
+    /// No input of the deregistration is signed by the staking output's owner.
+    #[error("deregistration of {stake} is not signed by its owner {owner}")]
+    NotStakeOwner {
+        /// The staking output.
+        stake: OutPoint,
+        /// Its owner, whose signature is missing.
+        owner: Address,
     },
     /// The store could not be read.
     #[error("storage error while validating: {0}")]
@@ -169,6 +216,9 @@ pub enum BlockError {
         /// What the block should pay.
         expected: Vec<TxOutput>,
     },
+    /// The validator set after the block's registrations cannot be formed (weights overflow).
+    #[error("validator set after the block's registrations: {0}")]
+    ValidatorSet(String),
     /// The genesis given is not the one the store was initialized with.
     #[error("validated against genesis {given}, but the store belongs to {stored}")]
     WrongGenesis {
@@ -226,6 +276,153 @@ pub fn check_transaction_stateless(tx: &Transaction, chain_id: &str) -> Result<(
             .verify(&digest, &input.signature)
             .map_err(|_| TxError::BadSignature(i))?;
     }
+    if let Some(Stake::Register {
+        public_key,
+        reward_address,
+        proof,
+    }) = &tx.stake
+    {
+        let staked = &tx.outputs[STAKE_OUTPUT_INDEX as usize];
+        if staked.amount < MIN_COLLATERAL {
+            return Err(TxError::CollateralTooLow {
+                amount: staked.amount,
+                min: MIN_COLLATERAL,
+            });
+        }
+        let proof = proof.as_ref().ok_or(TxError::MissingPossessionProof)?;
+        let digest = possession_digest(
+            chain_id,
+            public_key,
+            &staked.address,
+            reward_address,
+            &tx.inputs[0].prev,
+        );
+        public_key
+            .verify(&digest, proof)
+            .map_err(|_| TxError::BadPossessionProof(*public_key))?;
+    }
+    Ok(())
+}
+
+/// What the transactions of one block (or one pooled transaction) do to staking state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StakeChanges {
+    /// New staking outputs and their records.
+    pub entered: Vec<(OutPoint, StakeRecord)>,
+    /// Deregistered stakes, records updated with their unlock height.
+    pub exited: Vec<(OutPoint, StakeRecord)>,
+    /// Unbonded staking outputs spent, whose records go.
+    pub released: Vec<OutPoint>,
+}
+
+impl StakeChanges {
+    /// The set two heights after the block: `next` (the set of the height after it) with
+    /// the entries added and the exits removed.
+    pub fn apply_to(&self, next: &ValidatorSet) -> Result<ValidatorSet, BlockError> {
+        let leaving: HashSet<PublicKey> = self.exited.iter().map(|(_, r)| r.public_key).collect();
+        let members = next
+            .validators()
+            .iter()
+            .filter(|v| !leaving.contains(&v.public_key))
+            .cloned()
+            .chain(self.entered.iter().map(|(_, r)| Validator {
+                public_key: r.public_key,
+                weight: r.amount,
+                reward_address: r.reward_address,
+            }))
+            .collect();
+        ValidatorSet::new(members).map_err(|e| BlockError::ValidatorSet(e.to_string()))
+    }
+}
+
+/// Checks the staking side of a statelessly valid transaction in a block at `height`:
+/// no locked collateral spent, registrations of keys not in `next_set` (the set of
+/// `height + 1`, which includes every member and pending entry) nor earlier in `changes`,
+/// deregistrations of bonded stakes by their owner. The set cannot become empty: genesis
+/// validators have no stake to deregister. On success records the effects in `changes`; on
+/// failure leaves it untouched.
+pub(crate) fn check_stake<F>(
+    tx: &Transaction,
+    height: u64,
+    unbonding_blocks: u64,
+    next_set: &ValidatorSet,
+    changes: &mut StakeChanges,
+    mut stake_of: F,
+) -> Result<(), TxError>
+where
+    F: FnMut(&OutPoint) -> Result<Option<StakeRecord>, TxError>,
+{
+    let mut released = Vec::new();
+    for input in &tx.inputs {
+        if let Some(record) = stake_of(&input.prev)? {
+            match record.unlock_height {
+                None => return Err(TxError::CollateralBonded(input.prev)),
+                Some(unlock_height) if height < unlock_height => {
+                    return Err(TxError::CollateralUnbonding {
+                        outpoint: input.prev,
+                        unlock_height,
+                    })
+                }
+                Some(_) => released.push(input.prev),
+            }
+        }
+    }
+    match &tx.stake {
+        None => {}
+        Some(Stake::Register {
+            public_key,
+            reward_address,
+            ..
+        }) => {
+            if next_set.get(public_key).is_some()
+                || changes
+                    .entered
+                    .iter()
+                    .any(|(_, r)| r.public_key == *public_key)
+            {
+                return Err(TxError::KeyAlreadyRegistered(*public_key));
+            }
+            let staked = &tx.outputs[STAKE_OUTPUT_INDEX as usize];
+            changes.entered.push((
+                OutPoint {
+                    txid: tx.txid(),
+                    index: STAKE_OUTPUT_INDEX,
+                },
+                StakeRecord {
+                    public_key: *public_key,
+                    reward_address: *reward_address,
+                    owner: staked.address,
+                    amount: staked.amount,
+                    unlock_height: None,
+                },
+            ));
+        }
+        Some(Stake::Deregister { stake }) => {
+            let record = stake_of(stake)?.ok_or(TxError::UnknownStake(*stake))?;
+            if record.unlock_height.is_some() || changes.exited.iter().any(|(op, _)| op == stake) {
+                return Err(TxError::AlreadyDeregistered(*stake));
+            }
+            if !tx
+                .inputs
+                .iter()
+                .any(|i| Address::of(&i.public_key) == record.owner)
+            {
+                return Err(TxError::NotStakeOwner {
+                    stake: *stake,
+                    owner: record.owner,
+                });
+            }
+            let exit_height = height + ACTIVATION_DELAY;
+            changes.exited.push((
+                *stake,
+                StakeRecord {
+                    unlock_height: Some(exit_height.saturating_add(unbonding_blocks)),
+                    ..record
+                },
+            ));
+        }
+    }
+    changes.released.extend(released);
     Ok(())
 }
 
@@ -338,17 +535,23 @@ pub(crate) fn check_block_shape(
     Ok(())
 }
 
-/// Spends every input of the block through `spend`, checks fees and rewards, and returns
-/// each transaction's fee. Call after [`check_block_shape`].
-pub(crate) fn check_block_spends<F>(
+/// Spends every input of the block through `spend`, checks staking rules (stake records
+/// through `stake_of`, `next_set` = the set of the block's height + 1), fees and rewards, and
+/// returns each transaction's fee and the block's staking changes. Call after
+/// [`check_block_shape`].
+pub(crate) fn check_block_spends<F, S>(
     block: &Block,
     genesis: &Genesis,
     set: &ValidatorSet,
+    next_set: &ValidatorSet,
+    mut stake_of: S,
     mut spend: F,
-) -> Result<Vec<Amount>, BlockError>
+) -> Result<(Vec<Amount>, StakeChanges), BlockError>
 where
     F: FnMut(&OutPoint) -> Result<Option<TxOutput>, TxError>,
+    S: FnMut(&OutPoint) -> Result<Option<StakeRecord>, TxError>,
 {
+    let mut changes = StakeChanges::default();
     let mut spent = HashSet::new();
     let mut fees = Vec::with_capacity(block.transactions.len());
     let mut total_fees: Amount = 0;
@@ -366,6 +569,15 @@ where
             txid: tx.txid(),
             error,
         };
+        check_stake(
+            tx,
+            block.header.height,
+            genesis.unbonding_blocks,
+            next_set,
+            &mut changes,
+            &mut stake_of,
+        )
+        .map_err(tx_error)?;
         let fee = check_inputs(tx, &mut spend).map_err(tx_error)?;
         if fee < genesis.min_fee {
             return Err(tx_error(TxError::FeeTooLow {
@@ -385,5 +597,5 @@ where
     if block.rewards != expected {
         return Err(BlockError::WrongRewards { total, expected });
     }
-    Ok(fees)
+    Ok((fees, changes))
 }

@@ -42,9 +42,14 @@ fn genesis_is_stored_once_and_other_geneses_are_refused() {
         chain.store.validator_set(0).unwrap(),
         chain.genesis.validator_set()
     );
+    // Sets are known ACTIVATION_DELAY (2) heights past the tip.
+    assert_eq!(
+        chain.store.validator_set(2).unwrap(),
+        chain.genesis.validator_set()
+    );
     assert!(matches!(
-        chain.store.validator_set(2),
-        Err(StoreError::UnknownHeight { height: 2, tip: 0 })
+        chain.store.validator_set(3),
+        Err(StoreError::UnknownHeight { height: 3, tip: 0 })
     ));
 
     // Idempotent for the same genesis.

@@ -16,6 +16,7 @@ pub const CHAIN: &str = "testchain";
 pub const MIN_FEE: Amount = 1_000;
 pub const ALLOCATIONS: usize = 6;
 pub const ALLOCATION: Amount = 1_000 * COIN;
+pub const UNBONDING_BLOCKS: u64 = 3;
 
 pub struct Chain {
     pub dir: TempDir,
@@ -61,6 +62,7 @@ pub fn genesis() -> Genesis {
             })
             .collect(),
         min_fee: MIN_FEE,
+        unbonding_blocks: UNBONDING_BLOCKS,
     }
 }
 
