@@ -9,7 +9,7 @@
 #[path = "../tests/sim/mod.rs"]
 mod sim;
 
-use sim::{run, Report, Scenario};
+use sim::{run, Behavior, Report, Scenario};
 
 /// One-way delay of the latency runs.
 const DELAY_MS: u64 = 50;
@@ -77,4 +77,15 @@ fn main() {
             max * 10 / DELAY_MS % 10
         );
     }
+    // A silent validator of four: the heights it should open in round 0 cost the propose
+    // timeout plus the round change.
+    let mut s = Scenario::calm(4, DELAY_MS, 4 * LATENCY_HEIGHTS);
+    s.behaviors[0] = Behavior::Silent;
+    let report = run(&s).unwrap_or_else(|e| panic!("silent-proposer run failed: {e}"));
+    let worst = report.latency_ms.iter().max().copied().unwrap_or(0);
+    println!(
+        "  4 validators, one silent: a height it opens takes {worst} ms (propose timeout {} ms + {} message delays)",
+        s.config.timeout_propose_ms,
+        worst.saturating_sub(s.config.timeout_propose_ms) / DELAY_MS
+    );
 }

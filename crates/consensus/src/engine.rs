@@ -857,6 +857,28 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     }
 
     /// The rules of the current round; true when one fired.
+    ///
+    /// Nil quorums. Two rules act on 2/3 of the weight voting nil in the current round
+    /// without waiting for a timer: a nil prepare quorum makes a validator still in the
+    /// Propose step prepare nil (line 44 then precommits nil), and a nil precommit quorum
+    /// starts the next round. Why this is safe:
+    ///
+    /// 1. Nothing in the paper's safety proof depends on when a timer fires. A timeout's
+    ///    only effect is a nil vote (lines 57, 61) or StartRound(r + 1) (line 65), and an
+    ///    asynchronous network can delay every other message of the round past any timer,
+    ///    so the proof already covers a validator that votes nil or leaves round r at any
+    ///    moment, whatever it saw or sent in r. These rules are such a timer firing
+    ///    early: the lock and the valid value carry over unchanged, and the signer still
+    ///    refuses anything older than what it signed.
+    /// 2. Nothing is given up. Let f < T/3 be the faulty weight of total T. If nil has
+    ///    2/3 of the round's precommits (or prepares) and a block b had 2/3 too, the
+    ///    honest weight behind each is at least 2T/3 − f (an equivocator's votes count
+    ///    for every value they name, but only once toward the honest part); honest
+    ///    validators sign one vote per slot, so these parts are disjoint and
+    ///    2 × (2T/3 − f) ≤ T − f, i.e. f ≥ T/3: a contradiction. So after a nil precommit
+    ///    quorum round r decides nothing, and after a nil prepare quorum no honest
+    ///    validator locks in r and no proof of lock for r exists. (Line 49 still scans
+    ///    every stored round, so a decision is never missed either way.)
     fn step_rules(&mut self, ctx: &mut Ctx<'_, B>) -> bool {
         let round = self.round;
         let set = &self.validators;
@@ -877,6 +899,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         });
         let prepare_nil = rs.prepares.weight_for(None);
         let precommit_total = rs.precommits.total();
+        let precommit_nil = rs.precommits.weight_for(None);
         let proposal_has_quorum = proposal
             .as_ref()
             .is_some_and(|p| set.is_quorum(rs.prepares.weight_for(Some(p.block_hash))));
@@ -884,6 +907,16 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         let (prepare_timeout_set, precommit_timeout_set) =
             (rs.prepare_timeout_set, rs.precommit_timeout_set);
 
+        if self.step == Step::Propose && self.validators.is_quorum(prepare_nil) {
+            // Line 44 reached from the Propose step: 2/3 of the weight prepared nil, so no
+            // block can gather a prepare quorum in this round (see "Nil quorums" on `step_rules`) and
+            // waiting for the proposal only holds back the nil precommit that the others
+            // may need to leave the round. Preparing nil is what the propose timeout would
+            // do; the next pass precommits nil.
+            self.step = Step::Prepare;
+            self.vote(ctx, VoteKind::Prepare, None);
+            return true;
+        }
         if self.step == Step::Propose {
             if let (Some(p), Some(validity)) = (&proposal, validity) {
                 if validity != Validity::Pending {
@@ -949,6 +982,16 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
                 // Line 44.
                 self.step = Step::Precommit;
                 self.vote(ctx, VoteKind::Precommit, None);
+                return true;
+            }
+        }
+        if self.validators.is_quorum(precommit_nil) {
+            // 2/3 of the weight precommitted nil: this round can decide nothing (see
+            // `NIL_QUORUM_SAFETY`), so start the next one now instead of after the
+            // precommit timeout, as CometBFT does. Our own precommit, if not sent yet,
+            // is not needed by anyone: the quorum that moves the others on exists.
+            if let Some(next) = round.checked_add(1) {
+                self.start_round(ctx, next);
                 return true;
             }
         }

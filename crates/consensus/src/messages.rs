@@ -25,7 +25,8 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// LAN defaults: a round with a silent proposer costs about 1.5 s.
+    /// LAN defaults: a round with a silent proposer costs about 1 s (its propose timeout;
+    /// the nil votes that follow move to the next round as soon as they arrive).
     fn default() -> Config {
         Config {
             timeout_propose_ms: 1000,

@@ -94,6 +94,22 @@ fn calm_network_decides_in_three_message_delays() {
 }
 
 #[test]
+fn a_silent_round_zero_proposer_costs_its_propose_timeout_and_five_message_delays() {
+    // One silent validator of four: at its heights, round 0 waits out the propose
+    // timeout (1000 ms), the nil prepares and nil precommits take one delay each and move
+    // everyone to round 1 at once, which decides in three delays.
+    let mut s = Scenario::calm(4, 50, 12);
+    s.behaviors[0] = Behavior::Silent;
+    let report = run(&s).unwrap();
+    assert!(
+        report.latency_ms.iter().all(|&ms| ms == 150 || ms == 1250),
+        "{:?}",
+        report.latency_ms
+    );
+    assert!(report.latency_ms.contains(&1250), "{:?}", report.latency_ms);
+}
+
+#[test]
 fn two_hundred_validators_with_faults() {
     let mut s = Scenario::calm(200, 20, 1);
     s.seed = 7;
