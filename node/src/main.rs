@@ -9,6 +9,7 @@ mod rpc;
 mod sync;
 mod testnet;
 mod txs;
+mod validator;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     /// Create keys, inspect balances and send TIME.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
+    /// Join or leave the validator set: lock or unbond collateral on-chain.
+    #[command(subcommand)]
+    Validator(validator::ValidatorCommand),
     /// Ask a node over JSON-RPC whether it is up; prints its chain info, exits non-zero if not
     /// (the container healthcheck).
     Status {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Init(args) => config::init(args),
         Command::Start(args) => node::run(args),
         Command::Wallet(cmd) => wallet::run(cmd),
+        Command::Validator(cmd) => validator::run(cmd),
         Command::Status { rpc } => wallet::status(&rpc),
         Command::Show { home } => config::show(&home),
         Command::Bench(args) => bench::run(args),

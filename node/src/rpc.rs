@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use timecoin_ledger::{Block, Transaction};
-use timecoin_types::{codec, Address, Hash256};
+use timecoin_ledger::{Block, OutPoint, Stake, StakeRecord, Transaction, ACTIVATION_DELAY};
+use timecoin_types::{codec, Address, Hash256, PublicKey, Validator, ValidatorSet};
 
 /// A parameter is missing or malformed.
 const INVALID_PARAMS: i32 = -32602;
@@ -81,6 +81,7 @@ fn block_json(shared: &Shared, block: &Block) -> RpcResult {
                 "outputs": tx.outputs.iter().map(|o| json!({
                     "address": o.address.to_string(), "amount": o.amount,
                 })).collect::<Vec<_>>(),
+                "stake": stake_json(tx.stake.as_ref()),
             }))
         })
         .collect::<Result<Vec<_>, ErrorObjectOwned>>()?;
@@ -100,6 +101,21 @@ fn block_json(shared: &Shared, block: &Block) -> RpcResult {
             "address": o.address.to_string(), "amount": o.amount,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// A transaction's staking action for `getblock`: `null` for a plain transfer.
+fn stake_json(stake: Option<&Stake>) -> Value {
+    match stake {
+        None => Value::Null,
+        Some(Stake::Register {
+            public_key,
+            reward_address,
+            ..
+        }) => json!({
+            "register": { "public_key": public_key.to_string(), "reward_address": reward_address.to_string() },
+        }),
+        Some(Stake::Deregister { stake }) => json!({ "deregister": stake.to_string() }),
+    }
 }
 
 fn decode_transaction(hex_text: &str) -> Result<Transaction, ErrorObjectOwned> {
@@ -183,20 +199,13 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
 
     m.register_blocking_method("getvalidators", |_, s, _| -> RpcResult {
         let (tip, _) = s.store.tip().map_err(internal)?;
-        let set = s.store.validator_set(tip + 1).map_err(internal)?;
-        Ok(Value::Array(
-            set.validators()
-                .iter()
-                .map(|v| {
-                    json!({
-                        "id": hex::encode(&v.public_key.as_bytes()[..8]),
-                        "public_key": v.public_key.to_string(),
-                        "weight": v.weight,
-                        "reward_address": v.reward_address.to_string(),
-                    })
-                })
-                .collect(),
-        ))
+        let next = s.store.validator_set(tip + 1).map_err(internal)?;
+        let after = s
+            .store
+            .validator_set(tip + ACTIVATION_DELAY)
+            .map_err(internal)?;
+        let stakes = s.store.stakes().map_err(internal)?;
+        Ok(validators_json(tip, &next, &after, &stakes))
     })
     .expect(ok);
 
@@ -212,9 +221,23 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
         let text: String = param(&p, "address")?;
         let address = parse_address(&text)?;
         let unspent = s.store.unspent(&address).map_err(internal)?;
+        let (tip, _) = s.store.tip().map_err(internal)?;
+        // Collateral that the next block may not spend is not offered to wallets.
+        let locked = |outpoint: &OutPoint| -> Result<bool, ErrorObjectOwned> {
+            Ok(s.store
+                .stake(outpoint)
+                .map_err(internal)?
+                .is_some_and(|r| r.unlock_height.is_none_or(|u| u > tip + 1)))
+        };
+        let mut spendable = Vec::with_capacity(unspent.len());
+        for (outpoint, output) in unspent {
+            if !locked(&outpoint)? {
+                spendable.push((outpoint, output));
+            }
+        }
         let pool = s.mempool.lock().expect("mempool lock");
         Ok(Value::Array(
-            unspent
+            spendable
                 .into_iter()
                 .filter(|(outpoint, _)| !pool.spends(outpoint))
                 .map(|(o, out)| json!({ "txid": o.txid.to_string(), "index": o.index, "amount": out.amount }))
@@ -348,5 +371,134 @@ where
             return Box::pin(async move { Ok(response) });
         }
         Box::pin(self.inner.call(request))
+    }
+}
+/// `getvalidators`: the members of the set of `tip + 1` (status `active`, or `leaving` with
+/// the `effective_height` from which they no longer vote) followed by the keys entering at
+/// `tip + 2` (status `entering`, not yet in the next height's set). Members backed by
+/// collateral name their staking output (`stake`), its `owner` and, once deregistered, the
+/// `unlock_height` of the collateral; genesis validators have `stake: null`.
+fn validators_json(
+    tip: u64,
+    next: &ValidatorSet,
+    after: &ValidatorSet,
+    stakes: &[(OutPoint, StakeRecord)],
+) -> Value {
+    let effective = tip + ACTIVATION_DELAY;
+    // A key may have an unbonding stake and, re-registered, a bonded one: show the bonded.
+    let stake_of = |key: &PublicKey| {
+        stakes
+            .iter()
+            .filter(|(_, r)| r.public_key == *key)
+            .min_by_key(|(_, r)| r.unlock_height.is_some())
+    };
+    let entry = |v: &Validator, status: &str| {
+        let mut entry = json!({
+            "id": hex::encode(&v.public_key.as_bytes()[..8]),
+            "public_key": v.public_key.to_string(),
+            "weight": v.weight,
+            "reward_address": v.reward_address.to_string(),
+            "status": status,
+            "stake": null,
+        });
+        if status != "active" {
+            entry["effective_height"] = json!(effective);
+        }
+        if let Some((outpoint, record)) = stake_of(&v.public_key) {
+            entry["stake"] = json!(outpoint.to_string());
+            entry["owner"] = json!(record.owner.to_string());
+            if let Some(unlock) = record.unlock_height {
+                entry["unlock_height"] = json!(unlock);
+            }
+        }
+        entry
+    };
+    let members = next.validators().iter().map(|v| {
+        let status = if after.get(&v.public_key).is_some() {
+            "active"
+        } else {
+            "leaving"
+        };
+        entry(v, status)
+    });
+    let entering = after
+        .validators()
+        .iter()
+        .filter(|v| next.get(&v.public_key).is_none())
+        .map(|v| entry(v, "entering"));
+    Value::Array(members.chain(entering).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timecoin_types::Keypair;
+
+    fn member(seed: u8) -> Validator {
+        Validator {
+            public_key: Keypair::from_seed([seed; 32]).public(),
+            weight: 1000,
+            reward_address: Address([seed; 20]),
+        }
+    }
+
+    fn record(seed: u8, unlock_height: Option<u64>) -> StakeRecord {
+        StakeRecord {
+            public_key: member(seed).public_key,
+            reward_address: Address([seed; 20]),
+            owner: Address([seed + 100; 20]),
+            amount: 1000,
+            unlock_height,
+        }
+    }
+
+    fn outpoint(n: u8) -> OutPoint {
+        OutPoint {
+            txid: Hash256::digest(&[n]),
+            index: 0,
+        }
+    }
+
+    #[test]
+    fn shows_the_next_set_then_pending_entries_and_exits() {
+        // 1 is a genesis validator, 2 is leaving, 3 is entering at tip + 2.
+        let next = ValidatorSet::new(vec![member(1), member(2)]).unwrap();
+        let after = ValidatorSet::new(vec![member(1), member(3)]).unwrap();
+        let stakes = [
+            (outpoint(2), record(2, Some(30))),
+            (outpoint(3), record(3, None)),
+        ];
+        let list = validators_json(10, &next, &after, &stakes);
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 3);
+        let find = |seed: u8| {
+            list.iter()
+                .find(|v| v["public_key"] == member(seed).public_key.to_string())
+                .unwrap()
+        };
+        assert_eq!(find(1)["status"], "active");
+        assert_eq!(find(1)["stake"], Value::Null);
+        assert!(find(1).get("effective_height").is_none());
+        assert_eq!(find(2)["status"], "leaving");
+        assert_eq!(find(2)["effective_height"], 12);
+        assert_eq!(find(2)["unlock_height"], 30);
+        assert_eq!(find(2)["stake"], outpoint(2).to_string());
+        assert_eq!(find(3)["status"], "entering");
+        assert_eq!(find(3)["effective_height"], 12);
+        assert_eq!(find(3)["owner"], Address([103; 20]).to_string());
+        // The set members come first, so a client can still rebuild the next height's set.
+        assert_ne!(list[2]["status"], "active");
+    }
+
+    #[test]
+    fn a_re_registered_key_shows_its_bonded_stake() {
+        let set = ValidatorSet::new(vec![member(2)]).unwrap();
+        let stakes = [
+            (outpoint(1), record(2, Some(5))),
+            (outpoint(2), record(2, None)),
+        ];
+        let list = validators_json(10, &set, &set, &stakes);
+        assert_eq!(list[0]["stake"], outpoint(2).to_string());
+        assert!(list[0].get("unlock_height").is_none());
     }
 }

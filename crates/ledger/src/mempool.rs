@@ -2,6 +2,7 @@
 //! rate and bounded in count and bytes.
 
 use crate::block::Block;
+use crate::stake::Stake;
 use crate::tx::{OutPoint, Transaction};
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,21 @@ pub enum MempoolError {
     /// The pool is full of transactions paying at least as much per byte.
     #[error("mempool is full and the transaction's fee rate is too low to evict any")]
     Full,
+}
+
+/// What a staking action is about: the key it registers or the stake it ends. Two pooled
+/// actions with the same target cannot both be finalized.
+#[derive(PartialEq)]
+enum StakeTarget {
+    Key(timecoin_types::PublicKey),
+    Stake(OutPoint),
+}
+
+fn stake_target(stake: &Stake) -> StakeTarget {
+    match stake {
+        Stake::Register { public_key, .. } => StakeTarget::Key(*public_key),
+        Stake::Deregister { stake } => StakeTarget::Stake(*stake),
+    }
 }
 
 /// Orders by fee per byte (exactly, by cross-multiplying), then by txid so the order is
@@ -176,9 +192,12 @@ impl Mempool {
         picked
     }
 
-    /// Drops the block's transactions and every pooled transaction that spends an output the
-    /// block spent.
+    /// Drops the block's transactions, every pooled transaction that spends an output the
+    /// block spent, and every pooled registration of a key the block registered or
+    /// deregistration of a stake it deregistered (they can never be valid again, and no
+    /// input conflict would remove them).
     pub fn remove_for_block(&mut self, block: &Block) {
+        let mut staked = Vec::new();
         for tx in &block.transactions {
             self.remove(&tx.txid());
             for input in &tx.inputs {
@@ -186,6 +205,23 @@ impl Mempool {
                     self.remove(&spender);
                 }
             }
+            staked.extend(tx.stake.as_ref().map(stake_target));
+        }
+        if staked.is_empty() {
+            return;
+        }
+        let stale: Vec<Hash256> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.tx.stake
+                    .as_ref()
+                    .is_some_and(|s| staked.contains(&stake_target(s)))
+            })
+            .map(|(txid, _)| *txid)
+            .collect();
+        for txid in stale {
+            self.remove(&txid);
         }
     }
 

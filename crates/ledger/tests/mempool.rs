@@ -211,3 +211,36 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_block_that_registers_a_key_or_ends_a_stake_drops_pooled_rivals() {
+    let consensus = Keypair::from_seed([43; 32]);
+    let register = |n: u32| {
+        Transaction::build_registration(
+            "pool",
+            vec![(outpoint(n), &key())],
+            &consensus,
+            Address([1; 20]),
+            timecoin_ledger::MIN_COLLATERAL,
+            vec![],
+        )
+    };
+    let deregister = |n: u32| {
+        Transaction::build_deregistration(
+            "pool",
+            vec![(outpoint(n), &key())],
+            vec![TxOutput {
+                address: Address([1; 20]),
+                amount: 1,
+            }],
+            outpoint(99),
+        )
+    };
+    let mut pool = Mempool::new(10, 1 << 20);
+    for t in [register(2), deregister(4), tx(5, 1)] {
+        pool.insert(t, 100).unwrap();
+    }
+    pool.remove_for_block(&block_with(vec![register(1), deregister(3)]));
+    assert_eq!(pool.len(), 1);
+    assert!(pool.contains(&tx(5, 1).txid()));
+}
