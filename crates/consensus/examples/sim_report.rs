@@ -23,6 +23,7 @@ fn main() {
         .unwrap_or(200);
     let mut total = Report::default();
     let (mut min_n, mut max_n, mut sum_n, mut sum_byz) = (usize::MAX, 0, 0, 0);
+    let mut seeds_with_changes = 0u64;
     for seed in 0..seeds {
         let scenario = Scenario::random(seed);
         let report = run(&scenario).unwrap_or_else(|e| {
@@ -35,6 +36,9 @@ fn main() {
         total.heights += report.heights;
         total.decisions += report.decisions;
         total.synced += report.synced;
+        total.synced_across_changes += report.synced_across_changes;
+        total.set_changes += report.set_changes;
+        seeds_with_changes += u64::from(report.set_changes > 0);
         total.evidence += report.evidence;
         total.events += report.events;
         total.worst_rounds_after_heal = total
@@ -52,6 +56,10 @@ fn main() {
     println!(
         "blocks decided: {} heights, {} consensus decisions by honest validators, {} heights taken by sync",
         total.heights, total.decisions, total.synced
+    );
+    println!(
+        "validator-set changes: {} in {seeds_with_changes} seeds; {} heights synced across a change",
+        total.set_changes, total.synced_across_changes
     );
     println!("equivocations caught: {}", total.evidence);
     println!("simulated events: {}", total.events);

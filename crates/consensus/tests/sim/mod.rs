@@ -8,6 +8,12 @@
 //! honest validator is ever caught equivocating, no honest message is rejected, no
 //! invalid block is decided; and after the last fault heals, every honest validator must
 //! decide a few more heights within a bounded number of rounds.
+//!
+//! The validator set may change with the height (as on-chain registration makes it): each
+//! validator is a member over a range of heights, every height's set keeps its Byzantine
+//! weight under a third, every node runs an engine from the start (a non-member follows
+//! the chain and starts voting by itself when its height comes), and every certificate is
+//! checked against the set of its own height, also when a lagging node syncs.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -100,6 +106,30 @@ pub enum Behavior {
     Garbage,
 }
 
+/// The heights at which a validator is in the set: from `from` until before `until`.
+/// On chain, a registration finalized at height h gives `from = h + 2`, a deregistration
+/// at h gives `until = h + 2`; the simulator only needs the resulting heights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// First height in the set.
+    pub from: u64,
+    /// First height out of the set again, if it leaves.
+    pub until: Option<u64>,
+}
+
+impl Membership {
+    /// A member of every height's set.
+    pub const ALWAYS: Membership = Membership {
+        from: 1,
+        until: None,
+    };
+
+    /// True when the validator is in the set of `height`.
+    pub fn contains(&self, height: u64) -> bool {
+        height >= self.from && self.until.is_none_or(|u| height < u)
+    }
+}
+
 /// Messages crossing between the two sides are lost from `start_ms` until `heal_ms`.
 #[derive(Clone, Debug)]
 pub struct Partition {
@@ -132,6 +162,8 @@ pub struct Scenario {
     pub weights: Vec<u64>,
     /// Role of each validator.
     pub behaviors: Vec<Behavior>,
+    /// The heights at which each validator is in the set.
+    pub members: Vec<Membership>,
     /// Minimum one-way delay.
     pub latency_ms: u64,
     /// Extra uniform delay `0..=jitter_ms` (it also reorders messages).
@@ -209,8 +241,9 @@ impl Scenario {
                 }
             })
             .collect();
-        Scenario {
+        let mut s = Scenario {
             seed,
+            members: vec![Membership::ALWAYS; n],
             weights,
             behaviors,
             latency_ms: rng.range(5, 60),
@@ -227,7 +260,91 @@ impl Scenario {
             heights_after_heal: 3,
             budget_after_heal_ms: 120_000,
             config: Config::default(),
+        };
+        // Drawn from a generator of their own so that seeds without set changes keep the
+        // scenarios they always had.
+        let mut changes = Rng::new(seed ^ 0x005E_7C4A_96E5);
+        if changes.chance(400) {
+            s.change_sets(&mut changes);
         }
+        s
+    }
+
+    /// Adds set changes: one to three validators join at heights 2 to 7 (some leave again,
+    /// some are Byzantine) and up to two first members leave; a change that would give
+    /// some height's set a Byzantine third, or an empty set, is not made.
+    pub fn change_sets(&mut self, rng: &mut Rng) {
+        let first = self.weights.len();
+        let equal = self.weights.iter().all(|&w| w == self.weights[0]);
+        for _ in 0..rng.range(1, 3) {
+            self.weights.push(if equal {
+                self.weights[0]
+            } else {
+                rng.range(1, 10)
+            });
+            self.behaviors.push(Behavior::Honest);
+            let from = rng.range(2, 7);
+            let until = rng.chance(300).then(|| from + rng.range(1, 4));
+            self.members.push(Membership { from, until });
+            if let Some(p) = &mut self.partition {
+                p.side.push(rng.chance(500));
+            }
+        }
+        for i in first..self.weights.len() {
+            if rng.chance(500) {
+                self.behaviors[i] = match rng.range(0, 2) {
+                    0 => Behavior::Equivocate,
+                    1 => Behavior::Silent,
+                    _ => Behavior::Garbage,
+                };
+                if !self.sets_are_sound() {
+                    self.behaviors[i] = Behavior::Honest;
+                }
+            }
+        }
+        for _ in 0..rng.range(0, 2) {
+            let i = rng.range(0, first as u64 - 1) as usize;
+            let before = self.members[i];
+            self.members[i].until = Some(rng.range(2, 8));
+            if !self.sets_are_sound() {
+                self.members[i] = before;
+            }
+        }
+    }
+
+    /// The heights at which the set changes, with 1.
+    pub fn boundaries(&self) -> Vec<u64> {
+        let mut b: Vec<u64> = self
+            .members
+            .iter()
+            .flat_map(|m| [Some(m.from), m.until])
+            .flatten()
+            .chain([1])
+            .collect();
+        b.sort_unstable();
+        b.dedup();
+        b
+    }
+
+    /// The validators in the set of `height`.
+    pub fn members_at(&self, height: u64) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].contains(height))
+            .collect()
+    }
+
+    /// True when every height's set is non-empty and its Byzantine weight is below a third.
+    pub fn sets_are_sound(&self) -> bool {
+        self.boundaries().into_iter().all(|h| {
+            let members = self.members_at(h);
+            let total: u64 = members.iter().map(|&i| self.weights[i]).sum();
+            let byz: u64 = members
+                .iter()
+                .filter(|&&i| self.behaviors[i] != Behavior::Honest)
+                .map(|&i| self.weights[i])
+                .sum();
+            total > 0 && 3 * byz < total
+        })
     }
 
     /// A fault-free network of `n` equal validators with a fixed one-way delay and no
@@ -235,6 +352,7 @@ impl Scenario {
     pub fn calm(n: usize, latency_ms: u64, heights: u64) -> Scenario {
         Scenario {
             seed: 0,
+            members: vec![Membership::ALWAYS; n],
             weights: vec![1; n],
             behaviors: vec![Behavior::Honest; n],
             latency_ms,
@@ -284,6 +402,10 @@ pub struct Report {
     pub decisions: u64,
     /// Heights honest validators took from block sync after lagging behind.
     pub synced: u64,
+    /// Of those, heights whose set differs from the previous height's.
+    pub synced_across_changes: u64,
+    /// Heights of the chain at which the set changed.
+    pub set_changes: u64,
     /// Most rounds any honest validator went through for a height decided after the heal.
     pub worst_rounds_after_heal: u32,
     /// Per honest consensus decision: milliseconds from starting the height to deciding.
@@ -381,7 +503,8 @@ struct ChainEntry {
 struct Sim<'a> {
     s: &'a Scenario,
     rng: Rng,
-    set: ValidatorSet,
+    /// The set of each height, by the height it starts at.
+    sets: BTreeMap<u64, ValidatorSet>,
     nodes: Vec<Node>,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
@@ -404,17 +527,27 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
             Keypair::from_seed(seed)
         })
         .collect();
-    let set = ValidatorSet::new(
-        keys.iter()
-            .zip(&s.weights)
-            .map(|(k, &weight)| Validator {
-                public_key: k.public(),
-                weight,
-                reward_address: Address::of(&k.public()),
-            })
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
+    if s.members.len() != n || s.behaviors.len() != n {
+        return Err("a scenario needs a weight, behaviour and membership per validator".into());
+    }
+    if !s.sets_are_sound() {
+        return Err("some height's set is empty or a third Byzantine".into());
+    }
+    let mut sets = BTreeMap::new();
+    for height in s.boundaries() {
+        let set = ValidatorSet::new(
+            s.members_at(height)
+                .into_iter()
+                .map(|i| Validator {
+                    public_key: keys[i].public(),
+                    weight: s.weights[i],
+                    reward_address: Address::of(&keys[i].public()),
+                })
+                .collect(),
+        )
+        .map_err(|e| e.to_string())?;
+        sets.insert(height, set);
+    }
     let nodes = keys
         .into_iter()
         .zip(&s.behaviors)
@@ -432,7 +565,7 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
     let mut sim = Sim {
         s,
         rng: Rng::new(s.seed ^ 0x5EED),
-        set,
+        sets,
         nodes,
         queue: BinaryHeap::new(),
         seq: 0,
@@ -447,6 +580,12 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
         },
     };
     sim.run()?;
+    let heights = sim.report.heights;
+    sim.report.set_changes = s
+        .boundaries()
+        .into_iter()
+        .filter(|&h| h > 1 && h <= heights)
+        .count() as u64;
     Ok(sim.report)
 }
 
@@ -458,6 +597,15 @@ impl Sim<'_> {
             seq: self.seq,
             event,
         }));
+    }
+
+    /// The validator set of `height`.
+    fn set_at(&self, height: u64) -> &ValidatorSet {
+        self.sets
+            .range(..=height.max(1))
+            .next_back()
+            .map(|(_, set)| set)
+            .expect("the set of height 1 exists")
     }
 
     fn honest(&self, i: usize) -> bool {
@@ -567,6 +715,7 @@ impl Sim<'_> {
             } => self.feed(node, life, Input::Timeout(timeout)).map(drop),
             Event::App { node, life, input } => self.feed(node, life, input).map(drop),
             Event::StartHeight { node, life, height } => {
+                let set = self.set_at(height).clone();
                 let n = &mut self.nodes[node];
                 let Some(engine) = n.engine.as_mut().filter(|_| n.life == life) else {
                     return Ok(());
@@ -575,7 +724,7 @@ impl Sim<'_> {
                     return Ok(()); // already there by block sync
                 }
                 n.started_at = self.now;
-                let out = engine.start_height(height, self.set.clone());
+                let out = engine.start_height(height, set);
                 self.apply(node, out)
             }
             Event::Crash { node } => {
@@ -588,9 +737,14 @@ impl Sim<'_> {
                 let engine = self.new_engine(node);
                 let n = &mut self.nodes[node];
                 let height = n.decided.last_key_value().map_or(1, |(h, _)| h + 1);
+                let set = self
+                    .sets
+                    .range(..=height)
+                    .next_back()
+                    .map(|(_, s)| s.clone());
                 let engine = n.engine.insert(engine);
                 n.started_at = self.now;
-                let out = engine.start_height(height, self.set.clone());
+                let out = engine.start_height(height, set.expect("the set of height 1 exists"));
                 self.apply(node, out)?;
                 let life = self.nodes[node].life;
                 let logged: Vec<_> = self.nodes[node].wal.clone();
@@ -651,18 +805,23 @@ impl Sim<'_> {
                 return Ok(());
             }
             let (hash, cert) = (entry.hash, entry.certificate.clone());
-            cert.verify_for(CHAIN_ID, &self.set, height, &hash)
+            // Against the set of the certificate's own height, not the node's last one.
+            cert.verify_for(CHAIN_ID, self.set_at(height), height, &hash)
                 .map_err(|e| format!("synced certificate of height {height}: {e}"))?;
             self.record_decision(i, height, hash)?;
             if self.honest(i) {
                 self.report.synced += 1;
+                if height > 1 && self.sets.contains_key(&height) {
+                    self.report.synced_across_changes += 1;
+                }
             }
+            let set = self.set_at(height + 1).clone();
             let n = &mut self.nodes[i];
             n.started_at = self.now;
             let Some(engine) = n.engine.as_mut() else {
                 return Ok(());
             };
-            let out = engine.start_height(height + 1, self.set.clone());
+            let out = engine.start_height(height + 1, set);
             self.apply(i, out)?;
         }
     }
@@ -820,7 +979,7 @@ impl Sim<'_> {
                 } => {
                     if self.honest(i) {
                         certificate
-                            .verify_for(CHAIN_ID, &self.set, height, &block_hash)
+                            .verify_for(CHAIN_ID, self.set_at(height), height, &block_hash)
                             .map_err(|e| format!("node {i} certificate of height {height}: {e}"))?;
                         if block
                             .as_ref()
