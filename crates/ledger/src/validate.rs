@@ -91,6 +91,10 @@ pub enum TxError {
     /// The consensus key is already a member (or entering) of the next heights' set.
     #[error("consensus key {0} is already registered or pending registration")]
     KeyAlreadyRegistered(PublicKey),
+    /// The set's total weight would no longer fit in 64 bits (possible only with genesis
+    /// collateral near the limit, which is not coin).
+    #[error("registration would overflow the validator set's total weight")]
+    WeightOverflow,
     /// The input spends collateral that still backs a validator.
     #[error("input {0} is collateral of an active validator; deregister it first")]
     CollateralBonded(OutPoint),
@@ -216,7 +220,9 @@ pub enum BlockError {
         /// What the block should pay.
         expected: Vec<TxOutput>,
     },
-    /// The validator set after the block's registrations cannot be formed (weights overflow).
+    /// The validator set after the block's registrations cannot be formed. Unreachable for
+    /// blocks that pass the per-transaction checks (see [`TxError::WeightOverflow`]), kept so
+    /// that constructing the set is never an unchecked step.
     #[error("validator set after the block's registrations: {0}")]
     ValidatorSet(String),
     /// The genesis given is not the one the store was initialized with.
@@ -383,6 +389,13 @@ where
                 return Err(TxError::KeyAlreadyRegistered(*public_key));
             }
             let staked = &tx.outputs[STAKE_OUTPUT_INDEX as usize];
+            // Exits only lower the total, so bounding entries here keeps the set of
+            // `height + 2` constructible and build, validate and apply in agreement.
+            let entering: u128 = changes.entered.iter().map(|(_, r)| r.amount as u128).sum();
+            if next_set.total_weight() as u128 + entering + staked.amount as u128 > u64::MAX as u128
+            {
+                return Err(TxError::WeightOverflow);
+            }
             changes.entered.push((
                 OutPoint {
                     txid: tx.txid(),

@@ -555,3 +555,19 @@ fn plain_transfers_encode_without_a_stake_field() {
         reg
     );
 }
+
+#[test]
+fn a_registration_that_would_overflow_the_total_weight_is_refused() {
+    let mut genesis = common::genesis();
+    let others: Amount = genesis.validators[1..].iter().map(|v| v.collateral).sum();
+    genesis.validators[0].collateral = u64::MAX - others - (MIN_COLLATERAL - 1);
+    let chain = Chain::with_genesis(genesis);
+    let tx = registration(&chain, &joiner(), MIN_COLLATERAL);
+    assert_eq!(check(&chain, &tx), Err(TxError::WeightOverflow));
+    assert!(chain.build(vec![tx.clone()]).transactions.is_empty());
+    refused(
+        &chain,
+        &forced_block(&chain, vec![tx], MIN_FEE),
+        TxError::WeightOverflow,
+    );
+}
