@@ -44,6 +44,7 @@ fn main() {
         total.worst_rounds_after_heal = total
             .worst_rounds_after_heal
             .max(report.worst_rounds_after_heal);
+        total.max_round = total.max_round.max(report.max_round);
     }
     println!("random adversarial seeds: {seeds}");
     println!(
@@ -64,8 +65,8 @@ fn main() {
     println!("equivocations caught: {}", total.evidence);
     println!("simulated events: {}", total.events);
     println!(
-        "worst rounds needed after heal: {}",
-        total.worst_rounds_after_heal
+        "worst rounds needed after heal: {} (highest round of any decision: {})",
+        total.worst_rounds_after_heal, total.max_round
     );
     println!(
         "finality latency, fault-free, {DELAY_MS} ms one-way delay, {LATENCY_HEIGHTS} heights:"

@@ -18,6 +18,13 @@ pub const FUTURE_HEIGHTS: u64 = 2;
 pub const MAX_BUFFERED_PER_KEY: usize = 16;
 /// Most buffered messages per future height, whoever signed them.
 pub const MAX_BUFFERED_PER_HEIGHT: usize = 4096;
+/// Earlier rounds of the height in progress kept in full, counting back from the current
+/// one: late votes of a recent round can still decide it or give a newer valid value.
+/// Older rounds are dropped unless the protocol still needs them (the valid and locked
+/// rounds, the latest earlier round with precommits, rounds a proof of lock cites), so a
+/// height that takes many rounds holds at most `MAX_PAST_ROUNDS + 3` earlier rounds plus
+/// one per cited round of the current and future rounds' proposals.
+pub const MAX_PAST_ROUNDS: u32 = 8;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Validity {
@@ -144,6 +151,15 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
     /// The signer, if this engine votes.
     pub fn signer(&self) -> Option<&Signer> {
         self.signer.as_ref()
+    }
+
+    /// The rounds of the height in progress held in memory: what the memory bound tests
+    /// look at.
+    #[cfg(test)]
+    pub(crate) fn rounds_in_memory(&self) -> Vec<u32> {
+        self.current
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.rounds.keys().copied().collect())
     }
 
     /// Starts `height` with its validator set, once the previous height is committed.
@@ -365,6 +381,49 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         round > self.round.saturating_add(ctx.config.max_rounds_ahead)
     }
 
+    /// A round below the window of [`MAX_PAST_ROUNDS`] that nothing pins.
+    fn too_old(&self, round: u32) -> bool {
+        round < self.round.saturating_sub(MAX_PAST_ROUNDS) && !self.pinned(round)
+    }
+
+    /// Whether an earlier round holds something the protocol needs whatever its age: the
+    /// valid round's prepares (the proof of lock we re-propose and relay), the locked
+    /// round's, the latest earlier precommits (re-sent so that laggards can leave that
+    /// round) and the prepares a proof of lock of the current or a future round cites
+    /// (line 28 checks them).
+    fn pinned(&self, round: u32) -> bool {
+        self.valid.is_some_and(|(r, _)| r == round)
+            || self.locked.is_some_and(|(r, _)| r == round)
+            || self.latest_earlier_precommits() == Some(round)
+            || self
+                .rounds
+                .range(self.round..)
+                .any(|(_, rs)| rs.proposal.as_ref().and_then(|p| p.valid_round) == Some(round))
+    }
+
+    /// The latest round below the current one with precommits.
+    fn latest_earlier_precommits(&self) -> Option<u32> {
+        self.rounds
+            .range(..self.round)
+            .rev()
+            .find(|(_, rs)| rs.precommits.total() > 0)
+            .map(|(r, _)| *r)
+    }
+
+    /// Drops the earlier rounds outside the window that nothing pins: without this a
+    /// height stuck for many rounds (a long partition) would keep every round's votes
+    /// until it is decided. Votes for such rounds are then ignored as too old.
+    fn prune_rounds(&mut self) {
+        let floor = self.round.saturating_sub(MAX_PAST_ROUNDS);
+        let keep: Vec<u32> = self
+            .rounds
+            .range(..floor)
+            .map(|(r, _)| *r)
+            .filter(|r| self.pinned(*r))
+            .collect();
+        self.rounds.retain(|r, _| *r >= floor || keep.contains(r));
+    }
+
     fn note_round(&mut self, key: PublicKey, round: u32) {
         let entry = self.max_round_of.entry(key).or_insert(round);
         *entry = (*entry).max(round);
@@ -406,6 +465,9 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         if self.too_far_ahead(ctx, round) {
             self.progress(ctx);
             return ignored("round too far ahead");
+        }
+        if self.too_old(round) {
+            return ignored("round too old");
         }
         let current_round = self.round;
         let rs = self.round_state(round);
@@ -451,6 +513,9 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             self.note_round(vote.validator, round);
             self.progress(ctx);
             return ignored("round too far ahead");
+        }
+        if self.too_old(round) {
+            return ignored("round too old");
         }
         let verdict = self.record_vote(ctx, vote);
         self.progress(ctx);
@@ -715,11 +780,9 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         // some may be lost for good (a restarted validator cannot re-send what it signed
         // before its last message).
         let earlier = self
-            .rounds
-            .range(..self.round)
-            .rev()
-            .find(|(_, rs)| rs.precommits.total() > 0);
-        if let Some((_, rs)) = earlier {
+            .latest_earlier_precommits()
+            .and_then(|r| self.rounds.get(&r));
+        if let Some(rs) = earlier {
             for vote in rs.precommits.all() {
                 ctx.out.push(Output::BroadcastVote(vote.clone()));
             }
@@ -761,6 +824,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     fn start_round(&mut self, ctx: &mut Ctx<'_, B>, round: u32) {
         self.round = round;
         self.step = Step::Propose;
+        self.prune_rounds();
         self.round_state(round);
         let already_proposed = ctx
             .signer

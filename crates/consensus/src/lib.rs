@@ -19,7 +19,9 @@ mod messages;
 mod signer;
 mod votes;
 
-pub use engine::{Engine, FUTURE_HEIGHTS, MAX_BUFFERED_PER_HEIGHT, MAX_BUFFERED_PER_KEY};
+pub use engine::{
+    Engine, FUTURE_HEIGHTS, MAX_BUFFERED_PER_HEIGHT, MAX_BUFFERED_PER_KEY, MAX_PAST_ROUNDS,
+};
 pub use messages::{Config, Evidence, Handled, Input, Output, Step, Timeout, Verdict};
 pub use signer::{Signer, SignerError, SignerState, STEP_PRECOMMIT, STEP_PREPARE, STEP_PROPOSAL};
 

@@ -1225,3 +1225,62 @@ fn a_validator_joining_the_set_starts_proposing_and_voting_by_itself() {
         vec![(VoteKind::Prepare, 0, b), (VoteKind::Precommit, 0, b)]
     );
 }
+
+#[test]
+fn old_rounds_are_dropped_within_a_bound_but_what_the_protocol_needs_stays() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let a = Blk(1);
+    // Locked and valid on `a` from round 0; then forty rounds that all end nil.
+    let (mut e, me) = locked_on(&net, &a);
+    let o = others(&net, me);
+    for r in 1..41 {
+        assert_eq!(e.round(), r);
+        net.votes(&mut e, &o, VoteKind::Prepare, 1, r, None);
+        net.votes(&mut e, &o, VoteKind::Precommit, 1, r, None);
+    }
+    assert_eq!(e.round(), 41);
+    let floor = 41 - MAX_PAST_ROUNDS;
+    let kept = e.rounds_in_memory();
+    assert!(kept.len() <= MAX_PAST_ROUNDS as usize + 2, "{kept:?}");
+    assert!(kept.iter().all(|&r| r == 0 || r >= floor), "{kept:?}");
+    // The locked and valid round stays, and so do its prepares.
+    assert!(kept.contains(&0), "{kept:?}");
+    let late = e.handle(net.vote(o[2], VoteKind::Prepare, 1, 0, Some(&a)));
+    assert_eq!(late.verdict, Verdict::Accepted);
+    // A dropped round takes no votes.
+    let old = e.handle(net.vote(o[0], VoteKind::Prepare, 1, 5, None));
+    assert_eq!(old.verdict, Verdict::Ignored("round too old".into()));
+    // The round timer still re-sends the proof of lock of round 0 and the precommits of
+    // round 40 that moved us on.
+    let t = Input::Timeout(Timeout {
+        height: 1,
+        round: 41,
+        step: Step::Propose,
+    });
+    e.handle(t.clone());
+    let out = e.handle(t).outputs;
+    let sent: Vec<(VoteKind, u32, Option<Hash256>)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::BroadcastVote(v) => Some((v.kind, v.round, v.block_hash)),
+            _ => None,
+        })
+        .collect();
+    let pol = sent
+        .iter()
+        .filter(|v| **v == (VoteKind::Prepare, 0, Some(hash_of(&a))))
+        .count();
+    assert_eq!(pol, 4, "{sent:?}");
+    let precommits = sent
+        .iter()
+        .filter(|v| **v == (VoteKind::Precommit, 40, None))
+        .count();
+    assert_eq!(precommits, 4, "{sent:?}");
+    // A proposal citing a dropped round as its proof of lock pins that round again:
+    // the proof's prepares are taken.
+    let b = Blk(2);
+    let out = propose_valid(&net, &mut e, 1, 42, Some(20), &b);
+    assert!(own_votes(&out).is_empty());
+    net.votes(&mut e, &o, VoteKind::Prepare, 1, 20, Some(&b));
+    assert!(e.rounds_in_memory().contains(&20));
+}

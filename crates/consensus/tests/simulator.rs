@@ -6,7 +6,7 @@
 
 mod sim;
 
-use sim::{run, Behavior, Crash, Membership, Report, Scenario};
+use sim::{run, Behavior, Crash, Membership, Partition, Report, Scenario};
 
 fn replay_hint(seed: u64) -> String {
     format!(
@@ -156,6 +156,34 @@ fn random_set_changes_stay_safe_and_live() {
             panic!("seed {seed} with set changes: {e}\n{s:?}");
         }
     }
+}
+
+#[test]
+fn heights_that_take_many_rounds_drop_old_rounds_and_still_decide() {
+    // Timeouts far below the message delay until they grow with the round: every height
+    // goes through more rounds than the engine keeps (MAX_PAST_ROUNDS), so old rounds are
+    // dropped while the height is still open. The fault is the timing alone; it "heals"
+    // at 20 s, after which the laggards only need to reach the chain's tip.
+    let mut s = Scenario::calm(5, 40, 0);
+    s.jitter_ms = 40;
+    s.dup_per_mille = 20;
+    s.slot_ms = 0;
+    s.config.timeout_propose_ms = 10;
+    s.config.timeout_prepare_ms = 10;
+    s.config.timeout_precommit_ms = 10;
+    s.config.timeout_delta_ms = 5;
+    s.partition = Some(Partition {
+        start_ms: 0,
+        heal_ms: 20_000,
+        side: vec![false; 5],
+    });
+    s.budget_after_heal_ms = 60_000;
+    let report = run(&s).unwrap();
+    assert!(report.heights >= 3, "{report:?}");
+    assert!(
+        report.max_round > timecoin_consensus::MAX_PAST_ROUNDS,
+        "{report:?}"
+    );
 }
 
 #[test]

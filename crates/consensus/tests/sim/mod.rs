@@ -408,6 +408,8 @@ pub struct Report {
     pub set_changes: u64,
     /// Most rounds any honest validator went through for a height decided after the heal.
     pub worst_rounds_after_heal: u32,
+    /// Highest round of any honest consensus decision.
+    pub max_round: u32,
     /// Per honest consensus decision: milliseconds from starting the height to deciding.
     pub latency_ms: Vec<u64>,
     /// Equivocations caught (all of them by Byzantine validators).
@@ -993,6 +995,7 @@ impl Sim<'_> {
                             at: self.now,
                         });
                         self.report.decisions += 1;
+                        self.report.max_round = self.report.max_round.max(round);
                         self.report
                             .latency_ms
                             .push(self.now - self.nodes[i].started_at);
