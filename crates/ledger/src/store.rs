@@ -9,8 +9,8 @@ use crate::rewards::{reward_outputs, subsidy};
 use crate::stake::{StakeRecord, ACTIVATION_DELAY};
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use crate::validate::{
-    check_block_shape, check_block_spends, check_inputs, check_stake, check_transaction_stateless,
-    BlockError, Parent, StakeChanges, TxError,
+    check_block_shape, check_block_spends, check_inputs, check_stake, BlockError, CheckedTxs,
+    Parent, StakeChanges, TxError,
 };
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -277,6 +277,7 @@ fn lookup_keeping_error<T>(
 /// consistent snapshots, so a `Store` can be shared between threads.
 pub struct Store {
     db: Database,
+    checked: CheckedTxs,
 }
 
 impl Store {
@@ -297,7 +298,10 @@ impl Store {
         txn.open_table(EVIDENCE)?;
         txn.open_table(STAKES)?;
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            checked: CheckedTxs::default(),
+        })
     }
 
     /// Writes the genesis block, its allocations and the first validator set. Calling it
@@ -498,7 +502,7 @@ impl Store {
         chain_id: &str,
         min_fee: Amount,
     ) -> Result<Amount, TxError> {
-        check_transaction_stateless(tx, chain_id)?;
+        self.checked.check(tx, chain_id)?;
         let storage = |e: StoreError| TxError::Storage(e.to_string());
         let txn = self.db.begin_read().map_err(|e| storage(e.into()))?;
         let tip =
@@ -554,7 +558,7 @@ impl Store {
             time_ms: tip.time_ms,
             set: &set,
         };
-        check_block_shape(block, genesis, &parent)?;
+        check_block_shape(block, genesis, &parent, &self.checked)?;
         let utxos = txn.open_table(UTXOS)?;
         let stakes = txn.open_table(STAKES)?;
         let mut kept = None;
@@ -628,7 +632,7 @@ impl Store {
             let size = tx.encoded_len();
             if used + size > budget
                 || tx.inputs.iter().any(|i| spent.contains(&i.prev))
-                || check_transaction_stateless(&tx, &genesis.chain_id).is_err()
+                || self.checked.check(&tx, &genesis.chain_id).is_err()
             {
                 continue;
             }
@@ -710,7 +714,7 @@ impl Store {
                 time_ms: tip.time_ms,
                 set: &set,
             };
-            check_block_shape(block, genesis, &parent)?;
+            check_block_shape(block, genesis, &parent, &self.checked)?;
 
             // Spending writes as it goes: a later failure (a double spend, wrong rewards)
             // returns before commit and the dropped transaction discards these writes.

@@ -8,8 +8,9 @@ use crate::stake::{
 };
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
-use std::collections::HashSet;
-use timecoin_types::{Address, Amount, Hash256, PublicKey, Validator, ValidatorSet};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use timecoin_types::{codec, Address, Amount, Hash256, PublicKey, Validator, ValidatorSet};
 
 /// Why a transaction was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -476,11 +477,44 @@ pub(crate) struct Parent<'a> {
     pub set: &'a ValidatorSet,
 }
 
+/// Transactions whose stateless checks passed, remembered by a hash of the chain id and their
+/// full encoding (signatures included), so that each transaction's signatures are verified
+/// once per node however often it is checked: at mempool admission, in the proposal and when
+/// the finalized block is applied. Bounded; the oldest entries go first.
+#[derive(Default)]
+pub(crate) struct CheckedTxs(Mutex<(HashSet<Hash256>, VecDeque<Hash256>)>);
+
+impl CheckedTxs {
+    /// How many transactions are remembered.
+    const CAPACITY: usize = 1 << 18;
+
+    /// [`check_transaction_stateless`], skipped for identical bytes that already passed.
+    pub(crate) fn check(&self, tx: &Transaction, chain_id: &str) -> Result<(), TxError> {
+        let key = Hash256::digest_parts(&[chain_id.as_bytes(), &codec::encode(tx)]);
+        if self.0.lock().expect("checked-tx lock").0.contains(&key) {
+            return Ok(());
+        }
+        check_transaction_stateless(tx, chain_id)?;
+        let mut guard = self.0.lock().expect("checked-tx lock");
+        let (set, order) = &mut *guard;
+        if set.insert(key) {
+            order.push_back(key);
+            if order.len() > Self::CAPACITY {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Header, size and stateless transaction checks.
 pub(crate) fn check_block_shape(
     block: &Block,
     genesis: &Genesis,
     parent: &Parent,
+    checked: &CheckedTxs,
 ) -> Result<(), BlockError> {
     let header = &block.header;
     if header.chain_id != genesis.chain_id {
@@ -537,13 +571,13 @@ pub(crate) fn check_block_shape(
         return Err(BlockError::RewardsRootMismatch);
     }
     for (index, tx) in block.transactions.iter().enumerate() {
-        check_transaction_stateless(tx, &genesis.chain_id).map_err(|error| {
-            BlockError::Transaction {
+        checked
+            .check(tx, &genesis.chain_id)
+            .map_err(|error| BlockError::Transaction {
                 index,
                 txid: tx.txid(),
                 error,
-            }
-        })?;
+            })?;
     }
     Ok(())
 }

@@ -142,7 +142,12 @@ impl Behaviour {
             kad,
             identify,
             sync,
-            ping: ping::Behaviour::default(),
+            // Frequent enough that a dead connection is noticed (and closed) within seconds.
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(10)),
+            ),
         })
     }
 }

@@ -613,7 +613,16 @@ impl Task {
                 }
             }
             BehaviourEvent::Sync(event) => self.handle_sync(event),
-            BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Ping(event) => {
+                self.libp2p_metrics.record(&event);
+                // libp2p-ping no longer closes a connection whose pings fail; a dead
+                // connection (a peer paused, partitioned or moved to another address) would
+                // otherwise linger for minutes and hide the peer's new address from us.
+                if let Err(error) = &event.result {
+                    tracing::debug!(peer = %event.peer, %error, "ping failed; closing the connection");
+                    self.swarm.close_connection(event.connection);
+                }
+            }
             BehaviourEvent::Limits(never) | BehaviourEvent::Blocked(never) => match never {},
         }
     }
