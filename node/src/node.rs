@@ -823,7 +823,7 @@ impl Node {
                 if height <= tip {
                     continue;
                 }
-                if let Err(err) = sync::check_and_apply(&shared, item) {
+                if let Err(err) = sync::check_and_apply(&shared.store, &shared.genesis, item) {
                     return Ok((applied, Err(format!("block {height}: {err}"))));
                 }
                 applied += 1;

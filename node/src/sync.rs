@@ -7,7 +7,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timecoin_ledger::Block;
+use timecoin_ledger::{Block, Genesis, Store};
 use timecoin_net::ResponseToken;
 use timecoin_types::{codec, Certificate, Hash256};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -73,23 +73,19 @@ impl SyncHandle {
 }
 
 /// Checks a synced block fully (certificate against its height's set, then the block against
-/// the ledger) and applies it. Runs on a blocking thread.
-pub fn check_and_apply(shared: &Shared, item: &SyncedBlock) -> Result<(), String> {
+/// the ledger) and applies it; a block that fails any check leaves the store untouched. Runs
+/// on a blocking thread.
+pub fn check_and_apply(store: &Store, genesis: &Genesis, item: &SyncedBlock) -> Result<(), String> {
     let height = item.block.header.height;
-    let set = shared
-        .store
-        .validator_set(height)
-        .map_err(|e| e.to_string())?;
+    let set = store.validator_set(height).map_err(|e| e.to_string())?;
     item.certificate
-        .verify_for(&shared.genesis.chain_id, &set, height, &item.block.hash())
+        .verify_for(&genesis.chain_id, &set, height, &item.block.hash())
         .map_err(|e| format!("certificate: {e}"))?;
-    shared
-        .store
-        .validate_block(&item.block, &shared.genesis)
+    store
+        .validate_block(&item.block, genesis)
         .map_err(|e| e.to_string())?;
-    shared
-        .store
-        .apply_block(&item.block, &item.certificate, &shared.genesis)
+    store
+        .apply_block(&item.block, &item.certificate, genesis)
         .map_err(|e| e.to_string())
 }
 
@@ -276,5 +272,114 @@ async fn catch_up(
                 warn!(%peer, %err, "peer served an invalid block");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timecoin_ledger::{GenesisValidator, TxOutput, DEFAULT_UNBONDING_BLOCKS};
+    use timecoin_types::{Address, Keypair, Vote, VoteKind, COIN};
+
+    struct Chain {
+        _dir: tempfile::TempDir,
+        store: Store,
+        genesis: Genesis,
+        keys: Vec<Keypair>,
+    }
+
+    fn chain() -> Chain {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let genesis = Genesis {
+            chain_id: "sync-test".into(),
+            genesis_time_ms: 1_700_000_000_000,
+            block_interval_ms: 1000,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| GenesisValidator {
+                    name: format!("v{i}"),
+                    public_key: k.public(),
+                    collateral: 1000 * COIN,
+                    reward_address: Address::of(&k.public()),
+                })
+                .collect(),
+            allocations: vec![TxOutput {
+                address: Address::of(&keys[0].public()),
+                amount: 10 * COIN,
+            }],
+            min_fee: 1000,
+            unbonding_blocks: DEFAULT_UNBONDING_BLOCKS,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        store.init_genesis(&genesis).unwrap();
+        Chain {
+            _dir: dir,
+            store,
+            genesis,
+            keys,
+        }
+    }
+
+    impl Chain {
+        fn next_block(&self) -> Block {
+            let (tip, _) = self.store.tip().unwrap();
+            let set = self.store.validator_set(tip + 1).unwrap();
+            let proposer = set.proposer(tip + 1, 0).public_key;
+            let time = self.genesis.slot_time_ms(tip + 1);
+            self.store
+                .build_block(&self.genesis, 0, proposer, time, Vec::new())
+                .unwrap()
+        }
+
+        fn certify(&self, block: &Block, signers: usize) -> Certificate {
+            let votes: Vec<Vote> = self.keys[..signers]
+                .iter()
+                .map(|k| {
+                    let hash = Some(block.hash());
+                    Vote::sign(
+                        "sync-test",
+                        k,
+                        VoteKind::Precommit,
+                        block.header.height,
+                        0,
+                        hash,
+                    )
+                })
+                .collect();
+            Certificate::from_votes(block.header.height, 0, block.hash(), &votes)
+        }
+    }
+
+    #[test]
+    fn only_a_fully_verified_next_block_is_applied() {
+        let c = chain();
+        let apply = |block: &Block, certificate: Certificate| {
+            let item = SyncedBlock {
+                block: block.clone(),
+                certificate,
+            };
+            check_and_apply(&c.store, &c.genesis, &item)
+        };
+        let first = c.next_block();
+
+        let weak = apply(&first, c.certify(&first, 2)).unwrap_err();
+        assert!(weak.contains("below two thirds"), "{weak}");
+        let mut other = first.clone();
+        other.header.time_ms += 1;
+        let misdirected = apply(&first, c.certify(&other, 3)).unwrap_err();
+        assert!(misdirected.contains("certificate"), "{misdirected}");
+        let mut forged = first.clone();
+        forged.rewards[0].amount += 1;
+        let bad_rewards = apply(&forged, c.certify(&forged, 3)).unwrap_err();
+        assert!(!bad_rewards.is_empty());
+        assert_eq!(c.store.tip().unwrap().0, 0, "nothing applied");
+
+        apply(&first, c.certify(&first, 3)).unwrap();
+        assert_eq!(c.store.tip().unwrap(), (1, first.hash()));
+        let again = apply(&first, c.certify(&first, 4)).unwrap_err();
+        assert!(!again.is_empty(), "a block is applied once");
+        assert_eq!(c.store.tip().unwrap().0, 1);
     }
 }
