@@ -204,22 +204,6 @@ fn a_validator_killed_at_random_moments_never_equivocates() {
     }
 }
 
-fn validator_set(node: &NodeProc) -> timecoin_types::ValidatorSet {
-    let list = node.rpc("getvalidators", json!([])).unwrap();
-    timecoin_types::ValidatorSet::new(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|v| timecoin_types::Validator {
-                public_key: v["public_key"].as_str().unwrap().parse().unwrap(),
-                weight: v["weight"].as_u64().unwrap(),
-                reward_address: v["reward_address"].as_str().unwrap().parse().unwrap(),
-            })
-            .collect(),
-    )
-    .unwrap()
-}
-
 #[test]
 fn the_whole_network_killed_at_once_comes_back_and_agrees() {
     // Every validator dies at the same moment, possibly locked on a block nobody else has

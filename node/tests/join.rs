@@ -72,32 +72,12 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     net.start_all();
     net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
     let dir = net.path();
-    let genesis = dir.join("genesis.json");
     let genesis_weight = total_weight(&net.nodes[0], 1);
     assert_eq!(genesis_weight, 4 * MIN_COLLATERAL);
 
     // The operator's side: a home from the published genesis and one bootstrap address.
-    let shown = timed(&["show", "--home", net.nodes[0].home.to_str().unwrap()]);
-    let peer_id = shown
-        .lines()
-        .find_map(|l| l.strip_prefix("peer_id: "))
-        .unwrap();
-    let home = dir.join("joiner");
-    timed(&[
-        "init",
-        "--home",
-        home.to_str().unwrap(),
-        "--genesis",
-        genesis.to_str().unwrap(),
-        "--bootstrap",
-        &format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", net.base_port),
-        "--p2p-listen",
-        &format!("/ip4/127.0.0.1/tcp/{}", net.base_port + 50),
-        "--rpc-listen",
-        &format!("127.0.0.1:{}", net.base_port + 150),
-        "--validator",
-    ]);
-    let mut joiner = NodeProc::new(home.clone(), ([127, 0, 0, 1], net.base_port + 150).into());
+    let mut joiner = init_follower(&net, "joiner", &["--validator"]);
+    let home = joiner.home.clone();
     joiner.start();
     let joiner_key = joiner.validator_key().unwrap();
     let target = net.nodes[0].height().unwrap() + 2;

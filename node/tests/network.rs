@@ -8,25 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use timecoin_ledger::{reward_outputs, subsidy, OutPoint, Transaction, TxInput, TxOutput};
-use timecoin_types::{
-    codec, Address, Certificate, Hash256, Keypair, PublicKey, Validator, ValidatorSet,
-};
-
-fn validator_set(node: &NodeProc) -> ValidatorSet {
-    let list = node.rpc("getvalidators", json!([])).unwrap();
-    ValidatorSet::new(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|v| Validator {
-                public_key: v["public_key"].as_str().unwrap().parse().unwrap(),
-                weight: v["weight"].as_u64().unwrap(),
-                reward_address: v["reward_address"].as_str().unwrap().parse().unwrap(),
-            })
-            .collect(),
-    )
-    .unwrap()
-}
+use timecoin_types::{codec, Address, Certificate, Hash256, Keypair, PublicKey};
 
 #[test]
 fn four_validators_finalize_agree_and_pay_rewards() {
@@ -90,28 +72,7 @@ fn a_node_with_one_bootstrap_address_finds_the_others() {
     let mut net = Testnet::generate(4, 0, 30300, 200);
     net.start_all();
     net.wait_height(&[0], 2, Duration::from_secs(60));
-    let node0 = common::timed(&["show", "--home", net.nodes[0].home.to_str().unwrap()]);
-    let peer_id = node0
-        .lines()
-        .find_map(|l| l.strip_prefix("peer_id: "))
-        .unwrap()
-        .to_string();
-    let home = net.path().join("follower");
-    let genesis = net.path().join("genesis.json");
-    timed(&[
-        "init",
-        "--home",
-        home.to_str().unwrap(),
-        "--genesis",
-        genesis.to_str().unwrap(),
-        "--bootstrap",
-        &format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", net.base_port),
-        "--p2p-listen",
-        &format!("/ip4/127.0.0.1/tcp/{}", net.base_port + 50),
-        "--rpc-listen",
-        &format!("127.0.0.1:{}", net.base_port + 150),
-    ]);
-    let mut follower = NodeProc::new(home, ([127, 0, 0, 1], net.base_port + 150).into());
+    let mut follower = init_follower(&net, "follower", &[]);
     follower.start();
     wait_until(
         "the follower is connected to all four validators",

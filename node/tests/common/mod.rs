@@ -401,6 +401,54 @@ pub fn timed_fails(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// The validator set a node reports (`getvalidators`), as the types crate's set.
+pub fn validator_set(node: &NodeProc) -> timecoin_types::ValidatorSet {
+    let list = node.rpc("getvalidators", json!([])).unwrap();
+    timecoin_types::ValidatorSet::new(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["status"] != "entering")
+            .map(|v| timecoin_types::Validator {
+                public_key: v["public_key"].as_str().unwrap().parse().unwrap(),
+                weight: v["weight"].as_u64().unwrap(),
+                reward_address: v["reward_address"].as_str().unwrap().parse().unwrap(),
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// Writes a full-node home with `timed init` that bootstraps from node0 of `net` only, on
+/// ports `base_port + 50` (p2p) and `+ 150` (RPC); `extra` goes to `timed init`.
+pub fn init_follower(net: &Testnet, name: &str, extra: &[&str]) -> NodeProc {
+    let shown = timed(&["show", "--home", net.nodes[0].home.to_str().unwrap()]);
+    let peer_id = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("peer_id: "))
+        .unwrap()
+        .to_string();
+    let home = net.path().join(name);
+    let genesis = net.path().join("genesis.json");
+    let mut args = vec![
+        "init".to_string(),
+        "--home".into(),
+        home.to_str().unwrap().into(),
+        "--genesis".into(),
+        genesis.to_str().unwrap().into(),
+        "--bootstrap".into(),
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", net.base_port),
+        "--p2p-listen".into(),
+        format!("/ip4/127.0.0.1/tcp/{}", net.base_port + 50),
+        "--rpc-listen".into(),
+        format!("127.0.0.1:{}", net.base_port + 150),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    timed(&args);
+    NodeProc::new(home, ([127, 0, 0, 1], net.base_port + 150).into())
+}
+
 /// Path helper for key files inside a testnet.
 pub fn key_path(dir: &Path, name: &str) -> String {
     dir.join(name).to_string_lossy().to_string()
