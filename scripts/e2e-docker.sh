@@ -19,8 +19,7 @@
 #      E2E_KEEP_LOGS=DIR (save every node's full log there), E2E_LOG_TAIL (lines per node
 #      printed on failure: 1000, or "all"), COMPOSE ("docker-compose" or "docker compose"; auto-detected),
 #      E2E_SELFTEST_FAIL=1 (fail right after start-up, to see the failure path: logs + teardown),
-#      E2E_ADDRESS_CHANGE=1 (also heal a 2/2 split with new addresses; fails as of this writing,
-#      see the comment at that step).
+#      E2E_ADDRESS_CHANGE=1 (also heal a 2/2 split with new addresses; see that step).
 # Needs: docker (engine + docker-compose v1 or compose v2), python3. Partitions use extra docker
 # networks and `docker network disconnect`, never iptables; the only traffic goes to 127.0.0.1
 # and to the project's own containers.
@@ -513,10 +512,10 @@ perturbation(
 )
 
 # Opt-in, last: the same 2/2 split, but node2 and node3 come back with each other's addresses
-# (what `docker network connect` without --ip did in a failing run on the default subnet). Fails with the node as of this writing: libp2p's
-# ping no longer closes a connection whose pings time out, so the moved nodes keep their dead
-# connections for minutes and never redial, while the others resolve node2/node3 from their DNS
-# cache (Docker's DNS answers with a TTL of 600 s) and dial the old addresses.
+# (what `docker network connect` without --ip did in a run on the default subnet). The others
+# resolve node2/node3 from their DNS cache (Docker's DNS answers with a TTL of 600 s) and dial
+# the old addresses; nodes close connections whose pings fail and rediscover each other, so
+# finality resumes after the ping and discovery timers (about 20 s).
 if os.environ.get("E2E_ADDRESS_CHANGE") == "1":
     split_d = new_split_net("splitaddr")
     perturbation(
