@@ -9,7 +9,8 @@ use libp2p::{
 };
 
 use crate::codec::SyncCodec;
-use crate::{NetConfig, NetError, Topic};
+use crate::gate::ConnectionGate;
+use crate::{MessageLimits, NetConfig, NetError, Topic};
 
 /// Gossipsub heartbeat: short, because devnet blocks take a second or less and mesh repairs and
 /// IHAVE gossip happen on heartbeats.
@@ -28,6 +29,12 @@ const SYNC_MAX_CONCURRENT_STREAMS: usize = 32;
 pub(crate) const PUBLISH_THRESHOLD: f64 = -50.0;
 /// Connections per peer: two, so that simultaneous dials from both sides are not both refused.
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// What gossipsub's size check counts beyond the payload: the protobuf message around it
+/// (topic name, field tags and lengths). Topic names are at most a few hundred bytes.
+const MESSAGE_OVERHEAD: usize = 512;
+/// Room in one RPC frame beyond its largest message, for control messages (IHAVE, IWANT,
+/// GRAFT, PRUNE) sent alongside.
+const FRAME_OVERHEAD: usize = 64 * 1024;
 
 /// The protocol names and version strings derived from the chain id.
 #[derive(Clone, Debug)]
@@ -64,6 +71,7 @@ impl Protocols {
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) gate: ConnectionGate,
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -81,8 +89,8 @@ impl Behaviour {
     ) -> Result<Self, NetError> {
         let local_peer_id = key.public().to_peer_id();
 
+        // Established connections are bounded by the gate, which knows the reserved peers.
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(config.max_peers))
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
             .with_max_pending_incoming(Some(config.max_peers.max(8)))
             .with_max_pending_outgoing(Some(config.max_peers.max(8)));
@@ -92,7 +100,7 @@ impl Behaviour {
             // are content hashes: a libp2p signature per message would only cost a signature
             // check per received copy (most of a 16-validator node's CPU) and ~100 bytes.
             gossipsub::MessageAuthenticity::Anonymous,
-            gossipsub_config(config.max_message_bytes)?,
+            gossipsub_config(&config.chain_id, config.max_message_bytes)?,
         )
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?
         .with_metrics(
@@ -137,6 +145,11 @@ impl Behaviour {
 
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
+            gate: ConnectionGate::new(
+                config.max_peers,
+                config.max_inbound,
+                config.max_inbound_per_ip,
+            ),
             blocked: allow_block_list::Behaviour::default(),
             gossipsub,
             kad,
@@ -163,8 +176,18 @@ fn content_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::from(blake3::hash(&message.data).as_bytes().to_vec())
 }
 
-fn gossipsub_config(max_message_bytes: usize) -> Result<gossipsub::Config, NetError> {
-    gossipsub::ConfigBuilder::default()
+/// Each topic has its own size limit (a vote is a few hundred bytes, a proposal megabytes), so
+/// that a peer cannot make the node buffer and hash megabytes per vote; an oversized message is
+/// refused by the codec before it reaches the node and counts against its forwarder.
+fn gossipsub_config(chain_id: &str, limits: MessageLimits) -> Result<gossipsub::Config, NetError> {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    for topic in Topic::ALL {
+        builder.max_transmit_size_for_topic(
+            limits.of(topic) + MESSAGE_OVERHEAD,
+            topic_hash(topic, chain_id),
+        );
+    }
+    builder
         .heartbeat_interval(HEARTBEAT)
         .heartbeat_initial_delay(HEARTBEAT)
         .history_length(HISTORY_LENGTH)
@@ -176,7 +199,7 @@ fn gossipsub_config(max_message_bytes: usize) -> Result<gossipsub::Config, NetEr
         .mesh_n_high(12)
         .mesh_outbound_min(2)
         .gossip_lazy(6)
-        .max_transmit_size(max_message_bytes)
+        .max_transmit_size(limits.largest() + MESSAGE_OVERHEAD + FRAME_OVERHEAD)
         .validate_messages()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(content_id)
@@ -253,6 +276,15 @@ mod tests {
         topic_score_params().validate().unwrap();
         peer_score_params(HashMap::new()).validate().unwrap();
         peer_score_thresholds().validate().unwrap();
-        gossipsub_config(1 << 20).unwrap();
+        let limits = MessageLimits {
+            proposal: 1 << 20,
+            vote: 512,
+            tx: 1 << 16,
+        };
+        let config = gossipsub_config("devnet-1", limits).unwrap();
+        assert_eq!(
+            config.max_transmit_size_for_topic(&topic_hash(Topic::Prepare, "devnet-1")),
+            512 + MESSAGE_OVERHEAD
+        );
     }
 }

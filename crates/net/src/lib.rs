@@ -18,10 +18,13 @@
 
 mod behaviour;
 mod codec;
+mod gate;
 mod pending;
 mod task;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use libp2p::request_response::ResponseChannel;
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
@@ -61,6 +64,34 @@ impl Topic {
     }
 }
 
+/// Largest payload accepted or published on each topic. These are protocol limits: a message
+/// above its topic's limit is invalid on every node, so its forwarder is penalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageLimits {
+    /// A block proposal with its body.
+    pub proposal: usize,
+    /// A prepare or precommit vote with its envelope.
+    pub vote: usize,
+    /// A batch of transactions.
+    pub tx: usize,
+}
+
+impl MessageLimits {
+    /// The limit of `topic`.
+    pub fn of(self, topic: Topic) -> usize {
+        match topic {
+            Topic::Proposal => self.proposal,
+            Topic::Prepare | Topic::Precommit => self.vote,
+            Topic::Tx => self.tx,
+        }
+    }
+
+    /// The largest limit of any topic.
+    pub fn largest(self) -> usize {
+        self.proposal.max(self.vote).max(self.tx)
+    }
+}
+
 /// Everything the swarm needs to start.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -73,9 +104,18 @@ pub struct NetConfig {
     /// Peers to connect to at start; each should end in `/p2p/<PeerId>` (`/dns4/...` works).
     pub bootstrap: Vec<Multiaddr>,
     /// Upper bound on established connections; discovery stops dialling at this number.
+    /// Reserved peers (the bootstrap peers named by id, and those given to
+    /// [`NetHandle::set_reserved_peers`]) count toward it but are never refused.
     pub max_peers: u32,
-    /// Largest gossip frame accepted or published (a block proposal plus protocol overhead).
-    pub max_message_bytes: usize,
+    /// Upper bound on inbound connections of peers that are not reserved. Kept below
+    /// `max_peers` so that strangers dialling in cannot take the slots the node needs to dial
+    /// out.
+    pub max_inbound: u32,
+    /// Upper bound on inbound connections from one IP address (reserved peers excepted): one
+    /// host cannot fill the inbound slots with fresh peer ids.
+    pub max_inbound_per_ip: u32,
+    /// Largest payload per topic.
+    pub max_message_bytes: MessageLimits,
     /// Largest sync response this node sends or accepts.
     pub max_sync_response_bytes: usize,
 }
@@ -137,6 +177,35 @@ pub enum NetEvent {
     PeerDisconnected(PeerId),
 }
 
+impl NetEvent {
+    /// Bytes the event holds that a peer chose; what the event channel's byte bound counts.
+    fn payload_len(&self) -> usize {
+        match self {
+            NetEvent::Gossip { data, .. } => data.len(),
+            NetEvent::SyncRequest { request, .. } => request.len(),
+            NetEvent::PeerConnected(_) | NetEvent::PeerDisconnected(_) => 0,
+        }
+    }
+}
+
+/// The node's end of the event channel, bounded in events and in payload bytes: a node that
+/// falls behind loses gossip (reported `Ignore`, so peers are not penalised) instead of
+/// buffering without limit.
+#[derive(Debug)]
+pub struct NetEvents {
+    events: mpsc::Receiver<NetEvent>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl NetEvents {
+    /// The next event, or `None` once the network task has stopped. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<NetEvent> {
+        let event = self.events.recv().await?;
+        self.bytes.fetch_sub(event.payload_len(), Ordering::Relaxed);
+        Some(event)
+    }
+}
+
 /// A connected peer as shown to operators.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerInfo {
@@ -190,6 +259,9 @@ enum Command {
     },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    SetReserved {
+        peers: Vec<PeerId>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -284,6 +356,20 @@ impl NetHandle {
         });
     }
 
+    /// Peers (besides the bootstrap peers named by id) that connection limits never refuse,
+    /// e.g. the operator's persistent peers or the current validators. Replaces the previous
+    /// list.
+    pub async fn set_reserved_peers(&self, peers: Vec<PeerId>) {
+        if self
+            .commands
+            .send(Command::SetReserved { peers })
+            .await
+            .is_err()
+        {
+            tracing::debug!("reserved peers after network shutdown dropped");
+        }
+    }
+
     /// The currently connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
         let (reply, answer) = oneshot::channel();
@@ -335,6 +421,6 @@ impl NetHandle {
 pub async fn start(
     config: NetConfig,
     registry: &mut prometheus_client::registry::Registry,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+) -> Result<(NetHandle, NetEvents), NetError> {
     task::start(config, registry).await
 }

@@ -1,6 +1,8 @@
 //! The swarm task: owns the libp2p swarm and serves the [`NetHandle`](crate::NetHandle).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -12,7 +14,7 @@ use libp2p::{
     noise, request_response,
     swarm::{
         dial_opts::{DialOpts, PeerCondition},
-        ConnectionId, SwarmEvent,
+        ConnectionId, ListenError, SwarmEvent,
     },
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
@@ -26,13 +28,15 @@ use crate::behaviour::{topic_hash, Behaviour, BehaviourEvent, Protocols, PUBLISH
 use crate::codec::MAX_SYNC_REQUEST_BYTES;
 use crate::pending::PendingQueue;
 use crate::{
-    Acceptance, Command, Control, MessageId, NetConfig, NetError, NetEvent, NetHandle, PeerInfo,
-    ResponseToken, Topic,
+    Acceptance, Command, Control, MessageId, NetConfig, NetError, NetEvent, NetEvents, NetHandle,
+    PeerInfo, ResponseToken, Topic,
 };
 
 /// Capacity of the event channel to the node; beyond it events are dropped (and gossip is
 /// reported `Ignore`) rather than stalling the swarm.
 const EVENT_CHANNEL: usize = 4096;
+/// Payload bytes the event channel may hold: a few full proposals plus votes and transactions.
+const EVENT_CHANNEL_BYTES: usize = 32 * 1024 * 1024;
 /// Capacity of the command channel; `publish` and `request` wait for room (back-pressure).
 const COMMAND_CHANNEL: usize = 1024;
 /// Retry of queued publications and expiry of bans.
@@ -63,6 +67,7 @@ struct NetMetrics {
     dropped_publications: Counter,
     wrong_chain_peers: Counter,
     penalized_peers: Counter,
+    refused_connections: Counter,
 }
 
 impl NetMetrics {
@@ -74,6 +79,7 @@ impl NetMetrics {
             dropped_publications: Counter::default(),
             wrong_chain_peers: Counter::default(),
             penalized_peers: Counter::default(),
+            refused_connections: Counter::default(),
         };
         registry.register(
             "connected_peers",
@@ -105,6 +111,11 @@ impl NetMetrics {
             "Peers disconnected and banned on the node's request",
             metrics.penalized_peers.clone(),
         );
+        registry.register(
+            "refused_connections",
+            "Inbound connections refused by the connection limits",
+            metrics.refused_connections.clone(),
+        );
         metrics
     }
 }
@@ -127,7 +138,11 @@ struct Task {
     /// Bootstrap addresses, split into peer id (if given) and transport address.
     bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     max_peers: usize,
+    /// Bootstrap peers named by id; always reserved.
+    bootstrap_ids: HashSet<PeerId>,
     events: mpsc::Sender<NetEvent>,
+    /// Payload bytes in the event channel, shared with [`NetEvents`].
+    event_bytes: Arc<AtomicUsize>,
     commands: mpsc::Receiver<Command>,
     controls: mpsc::UnboundedReceiver<Control>,
     peers: HashMap<PeerId, PeerState>,
@@ -142,10 +157,16 @@ struct Task {
 pub(crate) async fn start(
     config: NetConfig,
     registry: &mut Registry,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+) -> Result<(NetHandle, NetEvents), NetError> {
     let protocols = Protocols::new(&config.chain_id)?;
     if config.max_peers == 0 {
         return Err(NetError::Config("max_peers must be at least 1".into()));
+    }
+    if config.max_inbound > config.max_peers {
+        return Err(NetError::Config(format!(
+            "max_inbound ({}) must not exceed max_peers ({})",
+            config.max_inbound, config.max_peers
+        )));
     }
     if config.listen.is_empty() {
         return Err(NetError::Config("no listen address".into()));
@@ -214,7 +235,9 @@ pub(crate) async fn start(
         bootstrap.push((peer, transport_addr));
     }
 
+    let bootstrap_ids: HashSet<PeerId> = bootstrap.iter().filter_map(|(peer, _)| *peer).collect();
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
+    let event_bytes = Arc::new(AtomicUsize::new(0));
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CHANNEL);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let mut task = Task {
@@ -224,7 +247,9 @@ pub(crate) async fn start(
         topic_hashes,
         bootstrap,
         max_peers: config.max_peers as usize,
+        bootstrap_ids: bootstrap_ids.clone(),
         events: event_tx,
+        event_bytes: event_bytes.clone(),
         commands: command_rx,
         controls: control_rx,
         peers: HashMap::new(),
@@ -234,6 +259,7 @@ pub(crate) async fn start(
         libp2p_metrics: Metrics::new(registry),
         metrics: NetMetrics::new(registry.sub_registry_with_prefix("timecoin_net")),
     };
+    task.set_reserved(bootstrap_ids);
     tokio::time::timeout(LISTEN_TIMEOUT, task.wait_for_listeners(listeners))
         .await
         .map_err(|_| NetError::Transport("listeners did not report an address".into()))??;
@@ -251,7 +277,10 @@ pub(crate) async fn start(
             commands: command_tx,
             controls: control_tx,
         },
-        event_rx,
+        NetEvents {
+            events: event_rx,
+            bytes: event_bytes,
+        },
     ))
 }
 
@@ -401,6 +430,11 @@ impl Task {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::SetReserved { peers } => {
+                let mut reserved: HashSet<PeerId> = peers.into_iter().collect();
+                reserved.extend(self.bootstrap_ids.iter().copied());
+                self.set_reserved(reserved);
+            }
             // Handled by the loop, which stops on it.
             Command::Shutdown { .. } => {}
         }
@@ -517,19 +551,36 @@ impl Task {
         new
     }
 
+    /// Makes `reserved` exempt from the connection limits (replacing the previous set).
+    fn set_reserved(&mut self, reserved: HashSet<PeerId>) {
+        self.swarm.behaviour_mut().gate.set_reserved(reserved);
+    }
+
     /// Hands an event to the node without ever blocking the swarm; returns whether it was
     /// delivered.
     fn emit(&self, event: NetEvent) -> bool {
-        match self.events.try_send(event) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.dropped_events.inc();
-                tracing::warn!("node is not keeping up with network events; event dropped");
-                false
-            }
-            // The node stopped listening; it will shut us down.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let size = event.payload_len();
+        if self.event_bytes.load(Ordering::Relaxed) + size > EVENT_CHANNEL_BYTES {
+            self.metrics.dropped_events.inc();
+            tracing::warn!(
+                size,
+                "node is not keeping up with network events; event dropped"
+            );
+            return false;
         }
+        // Counted before sending so that the receiver's decrement can never come first.
+        self.event_bytes.fetch_add(size, Ordering::Relaxed);
+        let error = match self.events.try_send(event) {
+            Ok(()) => return true,
+            Err(error) => error,
+        };
+        self.event_bytes.fetch_sub(size, Ordering::Relaxed);
+        // A closed channel means the node stopped listening; it will shut us down.
+        if let mpsc::error::TrySendError::Full(_) = error {
+            self.metrics.dropped_events.inc();
+            tracing::warn!("node is not keeping up with network events; event dropped");
+        }
+        false
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -585,6 +636,9 @@ impl Task {
             } => {
                 // Garbage on the port, a failed handshake or a refused connection: drop and move on.
                 tracing::debug!(%send_back_addr, %error, "incoming connection failed");
+                if let ListenError::Denied { .. } = error {
+                    self.metrics.refused_connections.inc();
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
@@ -623,7 +677,9 @@ impl Task {
                     self.swarm.close_connection(event.connection);
                 }
             }
-            BehaviourEvent::Limits(never) | BehaviourEvent::Blocked(never) => match never {},
+            BehaviourEvent::Limits(never)
+            | BehaviourEvent::Gate(never)
+            | BehaviourEvent::Blocked(never) => match never {},
         }
     }
 

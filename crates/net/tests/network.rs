@@ -6,17 +6,17 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use prometheus_client::registry::Registry;
 use timecoin_net::{
-    start, Acceptance, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, Topic,
+    start, Acceptance, Keypair, MessageLimits, Multiaddr, NetConfig, NetError, NetEvent, NetEvents,
+    NetHandle, PeerId, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
 struct Node {
     handle: NetHandle,
-    events: Receiver<NetEvent>,
+    events: NetEvents,
     registry: Registry,
     /// The listen address with `/p2p/<peer id>`, as a bootstrap entry.
     addr: Multiaddr,
@@ -111,7 +111,13 @@ fn config(chain_id: &str, bootstrap: &[&Node], max_peers: u32) -> NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: bootstrap.iter().map(|n| n.addr.clone()).collect(),
         max_peers,
-        max_message_bytes: 1 << 20,
+        max_inbound: max_peers,
+        max_inbound_per_ip: max_peers,
+        max_message_bytes: MessageLimits {
+            proposal: 1 << 20,
+            vote: 1 << 10,
+            tx: 1 << 16,
+        },
         max_sync_response_bytes: 1 << 20,
     }
 }
@@ -311,7 +317,8 @@ async fn sync_round_trip_size_limit_and_penalty() {
     client.wait_connected(server.peer_id()).await;
 
     let server_handle = server.handle.clone();
-    let mut server_events = std::mem::replace(&mut server.events, tokio::sync::mpsc::channel(1).1);
+    let server_id = server.peer_id();
+    let mut server_events = server.events;
     let responder = tokio::spawn(async move {
         while let Some(event) = server_events.recv().await {
             match event {
@@ -330,14 +337,14 @@ async fn sync_round_trip_size_limit_and_penalty() {
 
     let response = client
         .handle
-        .request(server.peer_id(), b"small".to_vec())
+        .request(server_id, b"small".to_vec())
         .await
         .unwrap();
     assert_eq!(response, vec![7; 1000]);
 
     let err = client
         .handle
-        .request(server.peer_id(), b"big".to_vec())
+        .request(server_id, b"big".to_vec())
         .await
         .unwrap_err();
     assert!(
@@ -347,15 +354,13 @@ async fn sync_round_trip_size_limit_and_penalty() {
 
     let err = client
         .handle
-        .request(server.peer_id(), vec![0; 100_000])
+        .request(server_id, vec![0; 100_000])
         .await
         .unwrap_err();
     assert!(matches!(err, NetError::Request { .. }), "{err}");
 
     // A bad response gets the server disconnected and banned.
-    client
-        .handle
-        .penalize(server.peer_id(), "oversize sync response");
+    client.handle.penalize(server_id, "oversize sync response");
     let gone = timeout(DEADLINE, responder).await.unwrap().unwrap();
     assert_eq!(gone, client.peer_id());
     assert_eq!(client.metric("timecoin_net_penalized_peers_total"), 1.0);
@@ -415,4 +420,77 @@ async fn garbage_on_the_tcp_port_is_dropped() {
     b.handle.publish(Topic::Tx, b"still alive".to_vec()).await;
     let (data, _) = a.next_gossip(Topic::Tx, Acceptance::Accept).await;
     assert_eq!(data, b"still alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused_per_topic() {
+    let mut b = spawn(config("sizes", &[], 8)).await;
+    // a would publish votes up to 64 KiB; b's limit (the protocol's, in this test) is 1 KiB.
+    let mut a_config = config("sizes", &[&b], 8);
+    a_config.max_message_bytes.vote = 1 << 16;
+    let a = spawn(a_config).await;
+    b.wait_connected(a.peer_id()).await;
+    // a's subscriptions reach b before its first message, and b's reach a: a message a sends
+    // b proves both directions are ready.
+    a.handle.publish(Topic::Tx, b"hello".to_vec()).await;
+    b.next_gossip(Topic::Tx, Acceptance::Accept).await;
+
+    // 2 KiB is fine for a transaction but not for a vote: b never sees the vote, and a's
+    // score drops for sending it.
+    a.handle.publish(Topic::Prepare, vec![1; 2048]).await;
+    a.handle.publish(Topic::Tx, vec![2; 2048]).await;
+    let (data, _) = b.next_gossip(Topic::Tx, Acceptance::Accept).await;
+    assert_eq!(data, vec![2; 2048]);
+    let a_id = a.peer_id().to_base58();
+    eventually("a's score drops", || async {
+        b.handle
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < 0.0))
+    })
+    .await;
+    // A vote within the limit still arrives, and it is the first vote b sees.
+    a.handle.publish(Topic::Prepare, vec![3; 512]).await;
+    let (data, _) = b.next_gossip(Topic::Prepare, Acceptance::Accept).await;
+    assert_eq!(data, vec![3; 512]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_from_one_address_cannot_crowd_out_a_reserved_peer() {
+    let friend_key = Keypair::generate_ed25519();
+    let friend = spawn(NetConfig {
+        keypair: friend_key.clone(),
+        ..config("crowd", &[], 16)
+    })
+    .await;
+    // The validator names `friend` as a bootstrap peer, which reserves it, and admits at most
+    // two inbound connections of other peers from one address.
+    let mut validator_config = config("crowd", &[&friend], 8);
+    validator_config.max_inbound = 6;
+    validator_config.max_inbound_per_ip = 2;
+    let mut validator = spawn(validator_config).await;
+    validator.wait_connected(friend.peer_id()).await;
+
+    // Twelve fresh peer ids dial in from 127.0.0.1.
+    let mut strangers = Vec::new();
+    for _ in 0..12 {
+        strangers.push(spawn(config("crowd", &[&validator], 8)).await);
+    }
+    eventually("the validator refuses strangers beyond two", || async {
+        validator.metric("timecoin_net_refused_connections_total") >= 10.0
+    })
+    .await;
+
+    // The friend restarts (same peer id, new port) and dials in from the crowded address:
+    // reserved, it is admitted.
+    friend.handle.shutdown().await;
+    let friend = spawn(NetConfig {
+        keypair: friend_key,
+        ..config("crowd", &[&validator], 16)
+    })
+    .await;
+    validator.wait_connected(friend.peer_id()).await;
+    let peers = validator.handle.peers().await;
+    assert!(peers.len() <= 8, "max_peers holds: {}", peers.len());
 }
