@@ -1,6 +1,6 @@
 //! Validator sets: who may vote at a height and with how much weight.
 
-use crate::{codec, Address, Hash256, PublicKey};
+use crate::{Address, Hash256, PublicKey};
 use serde::{Deserialize, Serialize};
 
 /// One member of a validator set.
@@ -146,16 +146,27 @@ impl ValidatorSet {
         &self.validators[(first + round as usize) % self.validators.len()]
     }
 
-    /// A hash that commits to every member, weight and reward address.
+    /// A hash that commits to every member, weight and reward address, over a fixed layout
+    /// that another implementation can rebuild without a CBOR encoder: BLAKE3 of
+    /// `"TIMECOIN/VSET/01"`, the member count (u32 BE), then per member in key order the public
+    /// key (32 bytes), the weight (u64 BE) and the reward address (20 bytes).
     pub fn hash(&self) -> Hash256 {
-        Hash256::digest_parts(&[b"timecoin/validator-set/v1", &codec::encode(self)])
+        let mut bytes = Vec::with_capacity(16 + 4 + self.validators.len() * (32 + 8 + 20));
+        bytes.extend_from_slice(b"TIMECOIN/VSET/01");
+        bytes.extend_from_slice(&(self.validators.len() as u32).to_be_bytes());
+        for v in &self.validators {
+            bytes.extend_from_slice(v.public_key.as_bytes());
+            bytes.extend_from_slice(&v.weight.to_be_bytes());
+            bytes.extend_from_slice(&v.reward_address.0);
+        }
+        Hash256::digest(&bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Keypair;
+    use crate::{codec, Keypair};
 
     pub(crate) fn set_of(weights: &[u64]) -> ValidatorSet {
         ValidatorSet::new(
@@ -234,5 +245,30 @@ mod tests {
         let json = serde_json::to_string(&set).unwrap();
         assert_eq!(serde_json::from_str::<ValidatorSet>(&json).unwrap(), set);
         assert!(serde_json::from_str::<ValidatorSet>("[]").is_err());
+    }
+
+    #[test]
+    fn set_hash_binds_members_weights_and_reward_addresses() {
+        let set = set_of(&[5, 7, 9]);
+        let mut hashes = vec![set.hash()];
+        let mut heavier = set.validators().to_vec();
+        heavier[0].weight += 1;
+        hashes.push(ValidatorSet::new(heavier).unwrap().hash());
+        let mut paid_elsewhere = set.validators().to_vec();
+        paid_elsewhere[1].reward_address = Address([0xee; 20]);
+        hashes.push(ValidatorSet::new(paid_elsewhere).unwrap().hash());
+        hashes.push(
+            ValidatorSet::new(set.validators()[..2].to_vec())
+                .unwrap()
+                .hash(),
+        );
+        let mut unique = hashes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), hashes.len());
+        // The order members were given in does not matter: the set sorts them.
+        let mut reversed = set.validators().to_vec();
+        reversed.reverse();
+        assert_eq!(ValidatorSet::new(reversed).unwrap().hash(), set.hash());
     }
 }
