@@ -1,5 +1,11 @@
 //! The wire codec: CBOR (serde_cbor) behind one pair of functions, with a hard size limit
-//! checked before any byte is decoded.
+//! checked before any byte is decoded, and only the canonical encoding accepted.
+//!
+//! Canonical means: exactly the bytes [`encode`] produces for the decoded value. Decoding
+//! re-encodes and compares, which refuses every other spelling of one value (longer integer
+//! forms, indefinite lengths, unknown or reordered fields, an absent option spelled `null`).
+//! One value, one encoding: content-hash message ids and duplicate caches then see a re-encoded
+//! copy as the duplicate it is, and no relayer can make one message look like two.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,6 +24,9 @@ pub enum CodecError {
     /// Not valid CBOR for the expected type.
     #[error("malformed message: {0}")]
     Malformed(#[from] serde_cbor::Error),
+    /// Valid CBOR for the type, but not its canonical encoding.
+    #[error("non-canonical encoding")]
+    NonCanonical,
 }
 
 /// Encodes `value` as CBOR.
@@ -27,15 +36,23 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_cbor::to_vec(value).expect("CBOR encoding of a plain data type")
 }
 
-/// Decodes CBOR bytes into `T`, refusing inputs over `limit` bytes and trailing bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
+/// Decodes CBOR bytes into `T`, refusing inputs over `limit` bytes, trailing bytes and any
+/// encoding but the canonical one.
+pub fn decode<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
     if bytes.len() > limit {
         return Err(CodecError::TooLarge {
             len: bytes.len(),
             limit,
         });
     }
-    Ok(serde_cbor::from_slice(bytes)?)
+    let value: T = serde_cbor::from_slice(bytes)?;
+    if encode(&value) != bytes {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -58,5 +75,37 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(decode::<Vec<u64>>(&trailing, 100).is_err());
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Message {
+        n: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extra: Option<u8>,
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_decodes() {
+        let canonical = encode(&Message { n: 1, extra: None });
+        assert_eq!(
+            decode::<Message>(&canonical, 100).unwrap(),
+            Message { n: 1, extra: None }
+        );
+        // The same value spelled differently: a two-byte integer, an explicit null, an
+        // unknown field, an indefinite-length map.
+        let spellings: [&[u8]; 4] = [
+            &[0xa1, 0x61, b'n', 0x18, 0x01],
+            &[
+                0xa2, 0x61, b'n', 0x01, 0x65, b'e', b'x', b't', b'r', b'a', 0xf6,
+            ],
+            &[0xa2, 0x61, b'n', 0x01, 0x61, b'z', 0x00],
+            &[0xbf, 0x61, b'n', 0x01, 0xff],
+        ];
+        for bytes in spellings {
+            assert!(
+                matches!(decode::<Message>(bytes, 100), Err(CodecError::NonCanonical)),
+                "{bytes:02x?} accepted"
+            );
+        }
     }
 }
