@@ -1,0 +1,68 @@
+//! Writes one valid, canonically encoded message per target into `corpus/<target>/`, so that
+//! the fuzzer starts from the real structure instead of discovering CBOR field names itself:
+//! `cargo run --example seeds` from `fuzz/`.
+use std::path::Path;
+use timecoin_ledger::{Genesis, GenesisValidator, OutPoint, Transaction, TxOutput};
+use timecoin_types::{codec, Address, Certificate, Hash256, Keypair, Proposal, Vote, VoteKind};
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    std::fs::create_dir_all(&dir).expect("corpus directory");
+    std::fs::write(dir.join(name), bytes).expect("seed written");
+}
+
+fn main() {
+    let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let block_hash = Hash256::digest(b"block");
+    let votes: Vec<Vote> = keys
+        .iter()
+        .map(|k| Vote::sign("fuzz", k, VoteKind::Precommit, 7, 1, Some(block_hash)))
+        .collect();
+    write("vote", "precommit", &codec::encode(&votes[0]));
+    let nil = Vote::sign("fuzz", &keys[1], VoteKind::Prepare, 7, 0, None);
+    write("vote", "prepare-nil", &codec::encode(&nil));
+    let proposal = Proposal::sign("fuzz", &keys[0], 7, 2, Some(1), block_hash);
+    write("proposal", "with-valid-round", &codec::encode(&proposal));
+    let certificate = Certificate::from_votes(7, 1, block_hash, &votes);
+    write("certificate", "four-signers", &codec::encode(&certificate));
+    let tx = Transaction::build_signed(
+        "fuzz",
+        vec![(
+            OutPoint {
+                txid: Hash256::digest(b"prev"),
+                index: 0,
+            },
+            &keys[0],
+        )],
+        vec![TxOutput {
+            address: Address::of(&keys[1].public()),
+            amount: 5,
+        }],
+    );
+    write("transaction", "transfer", &codec::encode(&tx));
+
+    let genesis = Genesis {
+        chain_id: "fuzz".into(),
+        genesis_time_ms: 0,
+        block_interval_ms: 1000,
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                name: format!("v{i}"),
+                public_key: k.public(),
+                collateral: 1000,
+                reward_address: Address::of(&k.public()),
+            })
+            .collect(),
+        allocations: vec![TxOutput {
+            address: Address::of(&keys[0].public()),
+            amount: 1_000_000,
+        }],
+        min_fee: 1,
+        unbonding_blocks: 10,
+    };
+    let mut block = genesis.genesis_block();
+    block.transactions.push(tx);
+    write("block", "genesis-with-transfer", &codec::encode(&block));
+}

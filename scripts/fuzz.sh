@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (cargo fuzz / libFuzzer) of every decoder a peer or client reaches.
+#   scripts/fuzz.sh                 # every target, 10 million executions each (README figures)
+#   scripts/fuzz.sh smoke           # every target for 15 s (CI)
+#   scripts/fuzz.sh TARGET [ARGS]   # one target, extra libFuzzer arguments
+# Targets start from the seeds in fuzz/corpus/<target>/ and add what they find there.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "SKIPPED fuzzing: no nightly toolchain (cargo fuzz needs one for the sanitizers)"
+  exit 0
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+
+targets=$(cargo +nightly fuzz list)
+mode=${1:-full}
+case "$mode" in
+  full) args=(-runs=10000000) ;;
+  smoke) args=(-max_total_time=15) ;;
+  *) targets=$mode; shift; args=("$@") ;;
+esac
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo +nightly fuzz build -O $targets
+for target in $targets; do
+  mkdir -p "corpus/$target"
+  echo "== fuzz $target ${args[*]}"
+  # A crash, leak, timeout or out-of-memory ends the run non-zero and leaves the input in
+  # fuzz/artifacts/<target>/.
+  if ! cargo +nightly fuzz run -O "$target" "corpus/$target" -- "${args[@]}" -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "FAILED: fuzz target $target (input in fuzz/artifacts/$target/)" >&2
+    exit 1
+  fi
+  grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" || true
+done
