@@ -1,5 +1,6 @@
 //! Blocks: a fixed-layout header whose hash is the block hash, transactions, reward outputs.
 
+use crate::fixed::concat;
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use serde::{Deserialize, Serialize};
 use timecoin_types::{codec, Hash256, PublicKey};
@@ -73,9 +74,7 @@ impl Block {
 /// Where reward output `index` of block `height` lives in the UTXO set: a per-height pseudo
 /// txid that no real transaction can have (real txids hash a different domain tag).
 pub fn reward_outpoint(height: u64, index: u32) -> OutPoint {
-    let mut bytes = [0u8; 24];
-    bytes[..16].copy_from_slice(b"TIMECOIN/RWRD/01");
-    bytes[16..].copy_from_slice(&height.to_be_bytes());
+    let bytes: [u8; 24] = concat(&[b"TIMECOIN/RWRD/01", &height.to_be_bytes()]);
     OutPoint {
         txid: Hash256::digest(&bytes),
         index,

@@ -1,7 +1,7 @@
 //! The genesis file: the chain's parameters, first validator set and initial allocations.
 
 use crate::block::{rewards_root, tx_root, Block, BlockHeader};
-use crate::tx::TxOutput;
+use crate::tx::{check_amounts, TxOutput};
 use crate::MAX_BLOCK_BYTES;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -130,15 +130,11 @@ impl Genesis {
             return Err(GenesisError::ChainId(self.chain_id.len()));
         }
         self.try_validator_set()?;
-        let mut total: Amount = 0;
-        for (i, allocation) in self.allocations.iter().enumerate() {
-            if allocation.amount == 0 {
-                return Err(GenesisError::ZeroAllocation(i));
-            }
-            total = total
-                .checked_add(allocation.amount)
-                .ok_or(GenesisError::AllocationOverflow)?;
-        }
+        check_amounts(
+            &self.allocations,
+            GenesisError::ZeroAllocation,
+            GenesisError::AllocationOverflow,
+        )?;
         let size = self.genesis_block().encoded_len();
         if size > MAX_BLOCK_BYTES {
             return Err(GenesisError::TooLarge(size));

@@ -14,6 +14,8 @@
 #![warn(missing_docs)]
 
 mod block;
+mod build;
+mod fixed;
 mod genesis;
 mod mempool;
 mod rewards;

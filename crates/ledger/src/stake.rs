@@ -12,6 +12,7 @@
 //! be spent from that height + `unbonding_blocks` (genesis) on. Genesis validators have no
 //! staking output and therefore cannot deregister.
 
+use crate::fixed::{concat, field};
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use serde::{Deserialize, Serialize};
 use timecoin_types::{Address, Amount, Hash256, Keypair, PublicKey, Signature, COIN};
@@ -176,28 +177,23 @@ impl StakeRecord {
     /// Fixed 88-byte storage form: key, reward address, owner, amount, unlock height
     /// (`u64::MAX` while bonded), integers big-endian.
     pub(crate) fn to_bytes(self) -> [u8; 88] {
-        let mut out = [0u8; 88];
-        out[..32].copy_from_slice(self.public_key.as_bytes());
-        out[32..52].copy_from_slice(&self.reward_address.0);
-        out[52..72].copy_from_slice(&self.owner.0);
-        out[72..80].copy_from_slice(&self.amount.to_be_bytes());
-        out[80..].copy_from_slice(&self.unlock_height.unwrap_or(u64::MAX).to_be_bytes());
-        out
+        concat(&[
+            self.public_key.as_bytes(),
+            &self.reward_address.0,
+            &self.owner.0,
+            &self.amount.to_be_bytes(),
+            &self.unlock_height.unwrap_or(u64::MAX).to_be_bytes(),
+        ])
     }
 
     /// Inverse of [`StakeRecord::to_bytes`].
     pub(crate) fn from_bytes(bytes: &[u8; 88]) -> StakeRecord {
-        fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
-            bytes
-                .try_into()
-                .expect("slice of the record's fixed layout")
-        }
-        let unlock = u64::from_be_bytes(array(&bytes[80..]));
+        let unlock = u64::from_be_bytes(field(bytes, 80));
         StakeRecord {
-            public_key: PublicKey(array(&bytes[..32])),
-            reward_address: Address(array(&bytes[32..52])),
-            owner: Address(array(&bytes[52..72])),
-            amount: u64::from_be_bytes(array(&bytes[72..80])),
+            public_key: PublicKey(field(bytes, 0)),
+            reward_address: Address(field(bytes, 32)),
+            owner: Address(field(bytes, 52)),
+            amount: u64::from_be_bytes(field(bytes, 72)),
             unlock_height: (unlock != u64::MAX).then_some(unlock),
         }
     }

@@ -1,5 +1,6 @@
 //! UTXO transactions.
 
+use crate::fixed::{concat, field};
 use crate::stake::Stake;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -18,21 +19,14 @@ impl OutPoint {
     /// Fixed 36-byte form: txid then big-endian index. Used as the storage key, so the
     /// outputs of one transaction sort together.
     pub fn to_bytes(&self) -> [u8; 36] {
-        let mut out = [0u8; 36];
-        out[..32].copy_from_slice(self.txid.as_bytes());
-        out[32..].copy_from_slice(&self.index.to_be_bytes());
-        out
+        concat(&[self.txid.as_bytes(), &self.index.to_be_bytes()])
     }
 
     /// Inverse of [`OutPoint::to_bytes`].
     pub fn from_bytes(bytes: &[u8; 36]) -> OutPoint {
-        let mut txid = [0u8; 32];
-        txid.copy_from_slice(&bytes[..32]);
-        let mut index = [0u8; 4];
-        index.copy_from_slice(&bytes[32..]);
         OutPoint {
-            txid: Hash256(txid),
-            index: u32::from_be_bytes(index),
+            txid: Hash256(field(bytes, 0)),
+            index: u32::from_be_bytes(field(bytes, 32)),
         }
     }
 }
@@ -55,23 +49,37 @@ pub struct TxOutput {
 impl TxOutput {
     /// Fixed 28-byte form: address then big-endian amount. Used in hashes and storage.
     pub fn to_bytes(&self) -> [u8; 28] {
-        let mut out = [0u8; 28];
-        out[..20].copy_from_slice(&self.address.0);
-        out[20..].copy_from_slice(&self.amount.to_be_bytes());
-        out
+        concat(&[&self.address.0, &self.amount.to_be_bytes()])
     }
 
     /// Inverse of [`TxOutput::to_bytes`].
     pub fn from_bytes(bytes: &[u8; 28]) -> TxOutput {
-        let mut address = [0u8; 20];
-        address.copy_from_slice(&bytes[..20]);
-        let mut amount = [0u8; 8];
-        amount.copy_from_slice(&bytes[20..]);
         TxOutput {
-            address: Address(address),
-            amount: u64::from_be_bytes(amount),
+            address: Address(field(bytes, 0)),
+            amount: u64::from_be_bytes(field(bytes, 20)),
         }
     }
+}
+
+/// Checks that every output of `outputs` carries coins (else `zero` of its position) and
+/// that together they fit in `u64` base units (else `overflow`); the first offence in list
+/// order is the one reported. Transaction outputs and genesis allocations obey this one rule.
+pub(crate) fn check_amounts<E>(
+    outputs: &[TxOutput],
+    zero: impl FnOnce(usize) -> E,
+    overflow: E,
+) -> Result<(), E> {
+    let mut total: Amount = 0;
+    for (i, output) in outputs.iter().enumerate() {
+        if output.amount == 0 {
+            return Err(zero(i));
+        }
+        match total.checked_add(output.amount) {
+            Some(sum) => total = sum,
+            None => return Err(overflow),
+        }
+    }
+    Ok(())
 }
 
 /// Spends one output: the owner's public key and its signature over the transaction's

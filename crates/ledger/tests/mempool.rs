@@ -3,7 +3,7 @@
 use timecoin_ledger::{
     reward_outpoint, Block, BlockHeader, Mempool, MempoolError, OutPoint, Transaction, TxOutput,
 };
-use timecoin_types::{Address, Hash256, Keypair, PublicKey};
+use timecoin_types::{Address, Amount, Hash256, Keypair, PublicKey};
 
 fn key() -> Keypair {
     Keypair::from_seed([42; 32])
@@ -45,6 +45,15 @@ fn block_with(transactions: Vec<Transaction>) -> Block {
     }
 }
 
+/// A pool with room to spare holding `entries` (transaction, fee), inserted in order.
+fn pool_holding(entries: &[(&Transaction, Amount)]) -> Mempool {
+    let mut pool = Mempool::new(100, 1 << 20);
+    for (tx, fee) in entries {
+        pool.insert((*tx).clone(), *fee).unwrap();
+    }
+    pool
+}
+
 #[test]
 fn duplicates_are_refused() {
     let mut pool = Mempool::new(10, 1 << 20);
@@ -80,16 +89,17 @@ fn conflicting_spends_are_refused() {
 
 #[test]
 fn select_orders_by_fee_rate_and_respects_bounds() {
-    let mut pool = Mempool::new(100, 1 << 20);
     let small_cheap = tx(1, 1);
     let small_rich = tx(2, 1);
     // Pays the most in total, but is large: a lower rate than small_rich.
     let large = tx(3, 40);
     let mid = tx(4, 1);
-    pool.insert(small_cheap.clone(), 100).unwrap();
-    pool.insert(small_rich.clone(), 10_000).unwrap();
-    pool.insert(large.clone(), 20_000).unwrap();
-    pool.insert(mid.clone(), 1_000).unwrap();
+    let pool = pool_holding(&[
+        (&small_cheap, 100),
+        (&small_rich, 10_000),
+        (&large, 20_000),
+        (&mid, 1_000),
+    ]);
     assert!(20_000 * small_rich.encoded_len() < 10_000 * large.encoded_len());
 
     let all = pool.select(100, 1 << 20);
@@ -162,13 +172,11 @@ fn the_byte_bound_evicts_as_many_as_needed_or_none() {
 
 #[test]
 fn a_block_removes_its_transactions_and_their_rivals() {
-    let mut pool = Mempool::new(10, 1 << 20);
     let included = tx(1, 1);
     let rival_of_block = tx(2, 1);
     let unrelated = tx(3, 1);
-    pool.insert(included.clone(), 100).unwrap();
-    pool.insert(rival_of_block.clone(), 100).unwrap();
-    let kept = pool.insert(unrelated, 100).unwrap();
+    let mut pool = pool_holding(&[(&included, 100), (&rival_of_block, 100), (&unrelated, 100)]);
+    let kept = unrelated.txid();
     // The block confirms `included` and another transaction spending outpoint(2).
     pool.remove_for_block(&block_with(vec![included.clone(), tx(2, 5)]));
     assert_eq!(pool.len(), 1);
@@ -236,10 +244,7 @@ fn a_block_that_registers_a_key_or_ends_a_stake_drops_pooled_rivals() {
             outpoint(99),
         )
     };
-    let mut pool = Mempool::new(10, 1 << 20);
-    for t in [register(2), deregister(4), tx(5, 1)] {
-        pool.insert(t, 100).unwrap();
-    }
+    let mut pool = pool_holding(&[(&register(2), 100), (&deregister(4), 100), (&tx(5, 1), 100)]);
     pool.remove_for_block(&block_with(vec![register(1), deregister(3)]));
     assert_eq!(pool.len(), 1);
     assert!(pool.contains(&tx(5, 1).txid()));

@@ -124,6 +124,28 @@ fn check(chain: &Chain, tx: &Transaction) -> Result<Amount, TxError> {
     chain.store.validate_transaction(tx, CHAIN, MIN_FEE)
 }
 
+/// A chain on which the joiner's registration of the minimum collateral is final, and its
+/// staking output.
+fn joiner_registered() -> (Chain, OutPoint) {
+    let chain = Chain::new();
+    let reg = registration(&chain, &joiner(), MIN_COLLATERAL);
+    let stake = stake_of(&reg);
+    commit(&chain, vec![reg]);
+    (chain, stake)
+}
+
+/// `tx` is refused with `error` at every gate: the mempool check, `build_block` (which drops
+/// it) and, forced into a block, `validate_block` and `apply_block`.
+fn refused_everywhere(chain: &Chain, tx: &Transaction, error: TxError) {
+    assert_eq!(check(chain, tx), Err(error.clone()));
+    assert!(chain.build(vec![tx.clone()]).transactions.is_empty());
+    refused(
+        chain,
+        &forced_block(chain, vec![tx.clone()], MIN_FEE),
+        error,
+    );
+}
+
 #[test]
 fn registration_enters_the_set_two_heights_later_with_its_collateral_as_weight() {
     let chain = Chain::new();
@@ -176,11 +198,7 @@ fn registration_enters_the_set_two_heights_later_with_its_collateral_as_weight()
     assert!(block.rewards.iter().any(|o| o.address == reward_address()));
     let by_genesis_only = chain.build(vec![]);
     assert!(matches!(
-        chain.store.apply_block(
-            &by_genesis_only,
-            &chain.certify(&by_genesis_only),
-            &chain.genesis
-        ),
+        chain.apply_certified(&by_genesis_only),
         Err(StoreError::Certificate(_))
     ));
 }
@@ -193,9 +211,7 @@ fn too_little_collateral_is_refused() {
         amount: MIN_COLLATERAL - 1,
         min: MIN_COLLATERAL,
     };
-    assert_eq!(check(&chain, &tx), Err(error.clone()));
-    assert!(chain.build(vec![tx.clone()]).transactions.is_empty());
-    refused(&chain, &forced_block(&chain, vec![tx], MIN_FEE), error);
+    refused_everywhere(&chain, &tx, error);
     // Exactly the minimum is enough.
     let tx = registration(&chain, &joiner(), MIN_COLLATERAL);
     assert_eq!(check(&chain, &tx), Ok(MIN_FEE));
@@ -358,10 +374,7 @@ fn registered_pending_and_genesis_keys_cannot_register_again() {
 
 #[test]
 fn collateral_is_locked_while_bonded_and_unbonding_then_spendable() {
-    let chain = Chain::new();
-    let reg = registration(&chain, &joiner(), MIN_COLLATERAL);
-    let stake = stake_of(&reg);
-    commit(&chain, vec![reg]);
+    let (chain, stake) = joiner_registered();
     let spend = Transaction::build_signed(
         CHAIN,
         vec![(stake, &chain.wallet)],
@@ -371,13 +384,7 @@ fn collateral_is_locked_while_bonded_and_unbonding_then_spendable() {
         }],
     );
     let bonded = TxError::CollateralBonded(stake);
-    assert_eq!(check(&chain, &spend), Err(bonded.clone()));
-    assert!(chain.build(vec![spend.clone()]).transactions.is_empty());
-    refused(
-        &chain,
-        &forced_block(&chain, vec![spend.clone()], MIN_FEE),
-        bonded.clone(),
-    );
+    refused_everywhere(&chain, &spend, bonded.clone());
     commit(&chain, vec![]);
     assert_eq!(check(&chain, &spend), Err(bonded));
 
@@ -406,13 +413,7 @@ fn collateral_is_locked_while_bonded_and_unbonding_then_spendable() {
         unlock_height,
     };
     while chain.height() + 1 < unlock_height {
-        assert_eq!(check(&chain, &spend), Err(unbonding.clone()));
-        assert!(chain.build(vec![spend.clone()]).transactions.is_empty());
-        refused(
-            &chain,
-            &forced_block(&chain, vec![spend.clone()], MIN_FEE),
-            unbonding.clone(),
-        );
+        refused_everywhere(&chain, &spend, unbonding.clone());
         commit(&chain, vec![]);
     }
     // The next block is at the unlock height: the owner spends the collateral and the
@@ -426,10 +427,7 @@ fn collateral_is_locked_while_bonded_and_unbonding_then_spendable() {
 
 #[test]
 fn deregistration_by_someone_else_twice_or_of_no_stake_is_refused() {
-    let chain = Chain::new();
-    let reg = registration(&chain, &joiner(), MIN_COLLATERAL);
-    let stake = stake_of(&reg);
-    commit(&chain, vec![reg]);
+    let (chain, stake) = joiner_registered();
 
     // Someone else, paying with their own coin.
     let stranger = Keypair::from_seed([9; 32]);
@@ -454,16 +452,7 @@ fn deregistration_by_someone_else_twice_or_of_no_stake_is_refused() {
         stake,
         owner: address(&chain.wallet),
     };
-    assert_eq!(check(&chain, &by_stranger), Err(error.clone()));
-    assert!(chain
-        .build(vec![by_stranger.clone()])
-        .transactions
-        .is_empty());
-    refused(
-        &chain,
-        &forced_block(&chain, vec![by_stranger], MIN_FEE),
-        error,
-    );
+    refused_everywhere(&chain, &by_stranger, error);
 
     // A genesis validator has no staking output; neither has a plain coin.
     let not_a_stake = chain.allocation(4);
@@ -494,10 +483,7 @@ fn deregistration_by_someone_else_twice_or_of_no_stake_is_refused() {
 
 #[test]
 fn a_key_can_register_again_once_its_exit_is_fixed() {
-    let chain = Chain::new();
-    let reg = registration(&chain, &joiner(), MIN_COLLATERAL);
-    let stake = stake_of(&reg);
-    commit(&chain, vec![reg]);
+    let (chain, stake) = joiner_registered();
     commit(
         &chain,
         vec![deregistration(&chain, stake, &chain.wallet, 2)],
@@ -563,11 +549,5 @@ fn a_registration_that_would_overflow_the_total_weight_is_refused() {
     genesis.validators[0].collateral = u64::MAX - others - (MIN_COLLATERAL - 1);
     let chain = Chain::with_genesis(genesis);
     let tx = registration(&chain, &joiner(), MIN_COLLATERAL);
-    assert_eq!(check(&chain, &tx), Err(TxError::WeightOverflow));
-    assert!(chain.build(vec![tx.clone()]).transactions.is_empty());
-    refused(
-        &chain,
-        &forced_block(&chain, vec![tx], MIN_FEE),
-        TxError::WeightOverflow,
-    );
+    refused_everywhere(&chain, &tx, TxError::WeightOverflow);
 }

@@ -245,9 +245,7 @@ fn apply_refuses_wrong_heights_and_bad_certificates_without_writing() {
     let mut skip = block.clone();
     skip.header.height = 2;
     assert!(matches!(
-        chain
-            .store
-            .apply_block(&skip, &chain.certify(&skip), &chain.genesis),
+        chain.apply_certified(&skip),
         Err(StoreError::NotNextHeight {
             expected: 1,
             got: 2
@@ -258,16 +256,11 @@ fn apply_refuses_wrong_heights_and_bad_certificates_without_writing() {
     assert_eq!(snapshot(&chain), before);
 
     // The same block with a good certificate applies; after drop + reopen it is the tip.
-    chain
-        .store
-        .apply_block(&block, &chain.certify(&block), &chain.genesis)
-        .unwrap();
+    chain.apply_certified(&block).unwrap();
     chain.reopen();
     assert_eq!(chain.store.tip().unwrap(), (1, block.hash()));
     assert!(matches!(
-        chain
-            .store
-            .apply_block(&block, &chain.certify(&block), &chain.genesis),
+        chain.apply_certified(&block),
         Err(StoreError::NotNextHeight {
             expected: 2,
             got: 1
@@ -288,10 +281,7 @@ fn a_failure_after_spending_has_begun_rolls_the_whole_block_back() {
     let mut block = chain.build(vec![first.clone()]);
     block.transactions.push(second);
     reseal(&mut block);
-    let err = chain
-        .store
-        .apply_block(&block, &chain.certify(&block), &chain.genesis)
-        .unwrap_err();
+    let err = chain.apply_certified(&block).unwrap_err();
     assert!(
         matches!(
             err,
@@ -307,10 +297,7 @@ fn a_failure_after_spending_has_begun_rolls_the_whole_block_back() {
     let mut block = chain.build(vec![first.clone()]);
     block.rewards[0].amount += 1;
     reseal(&mut block);
-    let err = chain
-        .store
-        .apply_block(&block, &chain.certify(&block), &chain.genesis)
-        .unwrap_err();
+    let err = chain.apply_certified(&block).unwrap_err();
     assert!(
         matches!(
             err,

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use timecoin_ledger::{
-    check_transaction_stateless, reward_outpoint, BlockError, Genesis, OutPoint, Transaction,
-    TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
+    check_transaction_stateless, reward_outpoint, Block, BlockError, Genesis, OutPoint,
+    Transaction, TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
 };
 use timecoin_types::{Address, Hash256, Keypair, COIN};
 
@@ -222,7 +222,7 @@ fn tx_whose_inputs_overflow() {
 }
 
 /// A valid next block with one transaction, and the chain.
-fn valid_block() -> (Chain, timecoin_ledger::Block) {
+fn valid_block() -> (Chain, Block) {
     let chain = Chain::new();
     chain.commit(vec![]);
     let block = chain.build(vec![chain.spend_allocation(0, someone(), COIN)]);
@@ -230,26 +230,25 @@ fn valid_block() -> (Chain, timecoin_ledger::Block) {
     (chain, block)
 }
 
-fn check(chain: &Chain, block: &timecoin_ledger::Block) -> Result<(), BlockError> {
-    chain.store.validate_block(block, &chain.genesis)
+/// What `validate_block` says of [`valid_block`]'s block after `edit`.
+fn check_edited(edit: impl FnOnce(&Chain, &mut Block)) -> Result<(), BlockError> {
+    let (chain, mut block) = valid_block();
+    edit(&chain, &mut block);
+    chain.store.validate_block(&block, &chain.genesis)
 }
 
 #[test]
 fn block_for_another_chain() {
-    let (chain, mut block) = valid_block();
-    block.header.chain_id = "elsewhere".into();
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| block.header.chain_id = "elsewhere".into()),
         Err(BlockError::WrongChain { .. })
     ));
 }
 
 #[test]
 fn block_at_the_wrong_height() {
-    let (chain, mut block) = valid_block();
-    block.header.height = 3;
     assert_eq!(
-        check(&chain, &block),
+        check_edited(|_, block| block.header.height = 3),
         Err(BlockError::WrongHeight {
             expected: 2,
             got: 3
@@ -259,89 +258,84 @@ fn block_at_the_wrong_height() {
 
 #[test]
 fn block_on_the_wrong_parent() {
-    let (chain, mut block) = valid_block();
-    block.header.prev_hash = chain.genesis.genesis_block().hash();
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|chain, block| block.header.prev_hash = chain.genesis.genesis_block().hash()),
         Err(BlockError::WrongPrevHash { .. })
     ));
 }
 
 #[test]
 fn block_from_the_wrong_proposer() {
-    let (chain, mut block) = valid_block();
     // The proposer of round 0 signs the header as if it were round 1's.
-    block.header.round = 1;
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| block.header.round = 1),
         Err(BlockError::WrongProposer { round: 1, .. })
     ));
-    let (chain, mut block) = valid_block();
-    block.header.proposer = Keypair::from_seed([212; 32]).public();
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| block.header.proposer = Keypair::from_seed([212; 32]).public()),
         Err(BlockError::WrongProposer { .. })
     ));
 }
 
 #[test]
 fn block_committing_to_another_validator_set() {
-    let (chain, mut block) = valid_block();
-    block.header.validator_set_hash = Hash256::digest(b"some other set");
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(
+            |_, block| block.header.validator_set_hash = Hash256::digest(b"some other set")
+        ),
         Err(BlockError::WrongValidatorSet { .. })
     ));
 }
 
 #[test]
 fn block_older_than_its_parent() {
-    let (chain, mut block) = valid_block();
-    block.header.time_ms = chain.genesis.genesis_time_ms;
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|chain, block| block.header.time_ms = chain.genesis.genesis_time_ms),
         Err(BlockError::TimeBeforeParent { .. })
     ));
 }
 
 #[test]
 fn block_with_too_many_transactions() {
-    let (chain, mut block) = valid_block();
-    block.transactions = vec![block.transactions[0].clone(); MAX_BLOCK_TRANSACTIONS + 1];
     assert_eq!(
-        check(&chain, &block),
+        check_edited(|_, block| {
+            let tx = block.transactions[0].clone();
+            block.transactions = vec![tx; MAX_BLOCK_TRANSACTIONS + 1];
+        }),
         Err(BlockError::TooManyTransactions(MAX_BLOCK_TRANSACTIONS + 1))
     );
 }
 
 #[test]
 fn block_too_large() {
-    let (chain, mut block) = valid_block();
     let big = wallet_tx(outpoints(500), vec![out(1)]);
-    block.transactions = vec![big; 60];
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| block.transactions = vec![big; 60]),
         Err(BlockError::TooLarge(n)) if n > 4 * 1024 * 1024
     ));
 }
 
 #[test]
 fn block_with_roots_that_do_not_match_the_body() {
-    let (chain, mut block) = valid_block();
-    block.transactions.clear();
-    assert_eq!(check(&chain, &block), Err(BlockError::TxRootMismatch));
-    let (chain, mut block) = valid_block();
-    block.rewards.pop();
-    assert_eq!(check(&chain, &block), Err(BlockError::RewardsRootMismatch));
+    assert_eq!(
+        check_edited(|_, block| block.transactions.clear()),
+        Err(BlockError::TxRootMismatch)
+    );
+    assert_eq!(
+        check_edited(|_, block| {
+            block.rewards.pop();
+        }),
+        Err(BlockError::RewardsRootMismatch)
+    );
 }
 
 #[test]
 fn block_with_an_invalid_transaction() {
-    let (chain, mut block) = valid_block();
-    block.transactions[0].inputs[0].signature.0[0] ^= 1;
-    reseal(&mut block);
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| {
+            block.transactions[0].inputs[0].signature.0[0] ^= 1;
+            reseal(block);
+        }),
         Err(BlockError::Transaction {
             index: 0,
             error: TxError::BadSignature(0),
@@ -349,18 +343,18 @@ fn block_with_an_invalid_transaction() {
         })
     ));
 
-    let (chain, mut block) = valid_block();
-    block.transactions.push(chain.pay(
-        chain.allocation(1),
-        &chain.wallet,
-        ALLOCATION,
-        someone(),
-        COIN,
-        1,
-    ));
-    reseal(&mut block);
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|chain, block| {
+            block.transactions.push(chain.pay(
+                chain.allocation(1),
+                &chain.wallet,
+                ALLOCATION,
+                someone(),
+                COIN,
+                1,
+            ));
+            reseal(block);
+        }),
         Err(BlockError::Transaction {
             index: 1,
             error: TxError::FeeTooLow { fee: 1, .. },
@@ -368,13 +362,13 @@ fn block_with_an_invalid_transaction() {
         })
     ));
 
-    let (chain, mut block) = valid_block();
-    block
-        .transactions
-        .push(wallet_tx(vec![outpoints(1)[0]], vec![out(1)]));
-    reseal(&mut block);
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| {
+            block
+                .transactions
+                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(1)]));
+            reseal(block);
+        }),
         Err(BlockError::Transaction {
             index: 1,
             error: TxError::MissingInput(_),
@@ -391,7 +385,7 @@ fn block_spending_one_output_twice() {
         .push(chain.spend_allocation(0, someone(), 3 * COIN));
     reseal(&mut block);
     assert_eq!(
-        check(&chain, &block),
+        chain.store.validate_block(&block, &chain.genesis),
         Err(BlockError::DoubleSpend {
             index: 1,
             outpoint: chain.allocation(0)
@@ -402,21 +396,21 @@ fn block_spending_one_output_twice() {
 #[test]
 fn block_with_wrong_rewards() {
     // Missing the fees.
-    let (chain, mut block) = valid_block();
-    let proposer_output = block.rewards.iter_mut().max_by_key(|o| o.amount).unwrap();
-    proposer_output.amount -= MIN_FEE;
-    reseal(&mut block);
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| {
+            let proposer_output = block.rewards.iter_mut().max_by_key(|o| o.amount).unwrap();
+            proposer_output.amount -= MIN_FEE;
+            reseal(block);
+        }),
         Err(BlockError::WrongRewards { .. })
     ));
 
     // The right total, paid to someone else.
-    let (chain, mut block) = valid_block();
-    block.rewards[0].address = someone();
-    reseal(&mut block);
     assert!(matches!(
-        check(&chain, &block),
+        check_edited(|_, block| {
+            block.rewards[0].address = someone();
+            reseal(block);
+        }),
         Err(BlockError::WrongRewards { .. })
     ));
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use tempfile::TempDir;
 use timecoin_ledger::{
     reward_outpoint, rewards_root, tx_root, Block, Genesis, GenesisValidator, OutPoint, Store,
-    Transaction, TxOutput,
+    StoreError, Transaction, TxOutput,
 };
 use timecoin_types::{Address, Amount, Certificate, Keypair, Vote, VoteKind, COIN};
 
@@ -175,12 +175,16 @@ impl Chain {
         Certificate::from_votes(height, round, hash, &votes)
     }
 
+    /// Applies `block` with a certificate from every validator.
+    pub fn apply_certified(&self, block: &Block) -> Result<(), StoreError> {
+        self.store
+            .apply_block(block, &self.certify(block), &self.genesis)
+    }
+
     /// Builds, certifies and applies the next block.
     pub fn commit(&self, txs: Vec<Transaction>) -> Block {
         let block = self.build(txs);
-        self.store
-            .apply_block(&block, &self.certify(&block), &self.genesis)
-            .unwrap();
+        self.apply_certified(&block).unwrap();
         block
     }
 }

@@ -1,4 +1,6 @@
-//! Validation rules, each rejection with its own reason.
+//! Validation rules, each rejection with its own reason ([`errors`]). The rules reach chain
+//! state only through lookup closures, so the store can run them against a read snapshot
+//! (checking) or a write transaction that spends as it goes (applying).
 
 use crate::block::{rewards_root, tx_root, Block};
 use crate::genesis::Genesis;
@@ -6,238 +8,15 @@ use crate::rewards::{reward_outputs, subsidy};
 use crate::stake::{
     possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
 };
-use crate::tx::{OutPoint, Transaction, TxOutput};
+use crate::tx::{check_amounts, OutPoint, Transaction, TxOutput};
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use timecoin_types::{codec, Address, Amount, Hash256, PublicKey, Validator, ValidatorSet};
 
-/// Why a transaction was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
-    /// No inputs.
-    #[error("transaction has no inputs")]
-    NoInputs,
-    /// No outputs.
-    #[error("transaction has no outputs")]
-    NoOutputs,
-    /// More than [`MAX_TX_INPUTS`] inputs.
-    #[error("transaction has {0} inputs, at most {MAX_TX_INPUTS} allowed")]
-    TooManyInputs(usize),
-    /// More than [`MAX_TX_OUTPUTS`] outputs.
-    #[error("transaction has {0} outputs, at most {MAX_TX_OUTPUTS} allowed")]
-    TooManyOutputs(usize),
-    /// Encoded size over [`MAX_TX_BYTES`].
-    #[error("transaction is {0} bytes, at most {MAX_TX_BYTES} allowed")]
-    TooLarge(usize),
-    /// An output of zero coins.
-    #[error("output {0} has zero amount")]
-    ZeroOutput(usize),
-    /// The outputs sum to more than `u64::MAX`.
-    #[error("output amounts overflow")]
-    OutputOverflow,
-    /// The spent outputs sum to more than `u64::MAX`.
-    #[error("input amounts overflow")]
-    InputOverflow,
-    /// The same output spent twice by this transaction.
-    #[error("input {0} is spent twice in the transaction")]
-    DuplicateInput(OutPoint),
-    /// An input's signature does not verify for this chain.
-    #[error("signature of input {0} does not verify")]
-    BadSignature(usize),
-    /// The spent output does not exist: never created or already spent.
-    #[error("input {0} is unknown or already spent")]
-    MissingInput(OutPoint),
-    /// The input's key does not own the spent output.
-    #[error("input {index}: key's address {key_address} does not own output of {owner}")]
-    WrongOwner {
-        /// Input position.
-        index: usize,
-        /// Address of the input's public key.
-        key_address: Address,
-        /// Address the spent output is locked to.
-        owner: Address,
-    },
-    /// The outputs are worth more than the inputs.
-    #[error("outputs ({outputs}) exceed inputs ({inputs})")]
-    InsufficientFunds {
-        /// Sum of spent outputs.
-        inputs: Amount,
-        /// Sum of new outputs.
-        outputs: Amount,
-    },
-    /// The fee is below the chain's minimum.
-    #[error("fee {fee} is below the minimum {min}")]
-    FeeTooLow {
-        /// Fee paid.
-        fee: Amount,
-        /// Minimum fee.
-        min: Amount,
-    },
-    /// A registration locks less than [`MIN_COLLATERAL`] in its staking output.
-    #[error("collateral {amount} is below the minimum {min}")]
-    CollateralTooLow {
-        /// Amount of the staking output.
-        amount: Amount,
-        /// [`MIN_COLLATERAL`].
-        min: Amount,
-    },
-    /// A registration without a proof of possession of the consensus key.
-    #[error("registration carries no proof of possession of the consensus key")]
-    MissingPossessionProof,
-    /// The proof of possession is not the consensus key's signature over this chain, owner,
-    /// reward address and first input.
-    #[error("proof of possession of consensus key {0} does not verify")]
-    BadPossessionProof(PublicKey),
-    /// The consensus key is already a member (or entering) of the next heights' set.
-    #[error("consensus key {0} is already registered or pending registration")]
-    KeyAlreadyRegistered(PublicKey),
-    /// The set's total weight would no longer fit in 64 bits (possible only with genesis
-    /// collateral near the limit, which is not coin).
-    #[error("registration would overflow the validator set's total weight")]
-    WeightOverflow,
-    /// The input spends collateral that still backs a validator.
-    #[error("input {0} is collateral of an active validator; deregister it first")]
-    CollateralBonded(OutPoint),
-    /// The input spends collateral that is still unbonding.
-    #[error("input {outpoint} is unbonding collateral, spendable from height {unlock_height}")]
-    CollateralUnbonding {
-        /// The staking output.
-        outpoint: OutPoint,
-        /// First height whose blocks may spend it.
-        unlock_height: u64,
-    },
-    /// A deregistration names an output that is not a registered stake (genesis validators
-    /// have none).
-    #[error("{0} is not a registered staking output")]
-    UnknownStake(OutPoint),
-    /// A deregistration of a stake that is already deregistered.
-    #[error("stake {0} is already deregistered")]
-    AlreadyDeregistered(OutPoint),
-    /// No input of the deregistration is signed by the staking output's owner.
-    #[error("deregistration of {stake} is not signed by its owner {owner}")]
-    NotStakeOwner {
-        /// The staking output.
-        stake: OutPoint,
-        /// Its owner, whose signature is missing.
-        owner: Address,
-    },
-    /// The store could not be read.
-    #[error("storage error while validating: {0}")]
-    Storage(String),
-}
+mod errors;
 
-/// Why a block was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BlockError {
-    /// The header names another chain.
-    #[error("block is for chain {got}, expected {expected}")]
-    WrongChain {
-        /// Our chain id.
-        expected: String,
-        /// The block's.
-        got: String,
-    },
-    /// Not the next height.
-    #[error("block height {got}, expected {expected}")]
-    WrongHeight {
-        /// Tip + 1.
-        expected: u64,
-        /// The block's.
-        got: u64,
-    },
-    /// The previous hash is not our tip.
-    #[error("block's previous hash {got} is not the tip {expected}")]
-    WrongPrevHash {
-        /// Our tip.
-        expected: Hash256,
-        /// The block's.
-        got: Hash256,
-    },
-    /// Not the proposer of the header's (height, round).
-    #[error("proposer {got} is not the proposer {expected} of round {round}")]
-    WrongProposer {
-        /// The set's proposer for the round.
-        expected: PublicKey,
-        /// The header's.
-        got: PublicKey,
-        /// The header's round.
-        round: u32,
-    },
-    /// The header commits to another validator set.
-    #[error("validator set hash {got} does not match the height's set {expected}")]
-    WrongValidatorSet {
-        /// Our set's hash.
-        expected: Hash256,
-        /// The header's.
-        got: Hash256,
-    },
-    /// The block claims a time earlier than its parent.
-    #[error("block time {time_ms} is before its parent's {parent_ms}")]
-    TimeBeforeParent {
-        /// The header's time.
-        time_ms: u64,
-        /// Parent's time.
-        parent_ms: u64,
-    },
-    /// More than [`MAX_BLOCK_TRANSACTIONS`] transactions.
-    #[error("block has {0} transactions, at most {MAX_BLOCK_TRANSACTIONS} allowed")]
-    TooManyTransactions(usize),
-    /// Encoded size over [`MAX_BLOCK_BYTES`].
-    #[error("block is {0} bytes, at most {MAX_BLOCK_BYTES} allowed")]
-    TooLarge(usize),
-    /// The transaction Merkle root does not match the body.
-    #[error("transaction root does not match the transactions")]
-    TxRootMismatch,
-    /// The rewards Merkle root does not match the body.
-    #[error("rewards root does not match the reward outputs")]
-    RewardsRootMismatch,
-    /// A transaction is invalid.
-    #[error("transaction {index} ({txid}): {error}")]
-    Transaction {
-        /// Position in the block.
-        index: usize,
-        /// Its id.
-        txid: Hash256,
-        /// Why.
-        error: TxError,
-    },
-    /// Two transactions of the block spend the same output.
-    #[error("transaction {index} spends {outpoint}, already spent earlier in the block")]
-    DoubleSpend {
-        /// Position of the second spender.
-        index: usize,
-        /// The output.
-        outpoint: OutPoint,
-    },
-    /// Subsidy plus fees overflow.
-    #[error("block reward overflows")]
-    RewardOverflow,
-    /// The reward outputs are not what every node computes.
-    #[error("reward outputs differ from the expected split of {total}")]
-    WrongRewards {
-        /// Subsidy plus fees.
-        total: Amount,
-        /// What the block should pay.
-        expected: Vec<TxOutput>,
-    },
-    /// The validator set after the block's registrations cannot be formed. Unreachable for
-    /// blocks that pass the per-transaction checks (see [`TxError::WeightOverflow`]), kept so
-    /// that constructing the set is never an unchecked step.
-    #[error("validator set after the block's registrations: {0}")]
-    ValidatorSet(String),
-    /// The genesis given is not the one the store was initialized with.
-    #[error("validated against genesis {given}, but the store belongs to {stored}")]
-    WrongGenesis {
-        /// Hash in the store.
-        stored: Hash256,
-        /// Hash of the genesis given.
-        given: Hash256,
-    },
-    /// The store could not be read or written.
-    #[error("storage error while validating: {0}")]
-    Storage(String),
-}
+pub use errors::{BlockError, TxError};
 
 /// Checks everything about a transaction that needs no chain state: counts, size, amounts,
 /// duplicate inputs and signatures (over [`Transaction::sign_digest`] for `chain_id`).
@@ -261,15 +40,7 @@ pub fn check_transaction_stateless(tx: &Transaction, chain_id: &str) -> Result<(
     if tx.outputs.len() > MAX_TX_OUTPUTS {
         return Err(TxError::TooManyOutputs(tx.outputs.len()));
     }
-    let mut total: Amount = 0;
-    for (i, output) in tx.outputs.iter().enumerate() {
-        if output.amount == 0 {
-            return Err(TxError::ZeroOutput(i));
-        }
-        total = total
-            .checked_add(output.amount)
-            .ok_or(TxError::OutputOverflow)?;
-    }
+    check_amounts(&tx.outputs, TxError::ZeroOutput, TxError::OutputOverflow)?;
     let mut seen = HashSet::with_capacity(tx.inputs.len());
     for input in &tx.inputs {
         if !seen.insert(input.prev) {

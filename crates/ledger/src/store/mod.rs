@@ -1,0 +1,221 @@
+//! The node's database: one redb file holding blocks, finality certificates, the UTXO set,
+//! validator sets, chain metadata, the validator's last-signed state and equivocation
+//! evidence. Applying a finalized block is a single write transaction, so after a crash the
+//! file is at the previous block or the next one, never in between.
+//!
+//! [`tables`] names every table and the layout of its keys and values (the on-disk format);
+//! [`read`] answers queries and checks transactions and blocks against one read snapshot;
+//! [`apply`] writes the genesis and finalized blocks. Assembling a block from candidates is
+//! [`crate::build`]'s job, on a snapshot taken here.
+
+use crate::genesis::GenesisError;
+use crate::stake::StakeRecord;
+use crate::tx::{OutPoint, TxOutput};
+use crate::validate::{check_block_spends, BlockError, CheckedTxs, StakeChanges, TxError};
+use crate::{Block, Genesis};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::path::Path;
+use tables::{create_tables, read_record, EVIDENCE, SIGNER, SIGNER_STATE};
+use timecoin_types::{Amount, CertificateError, Hash256, ValidatorSet};
+
+#[cfg(doc)]
+use crate::ACTIVATION_DELAY;
+
+mod apply;
+mod read;
+mod tables;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption it detected, a lock held by another process).
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// Stored bytes that do not decode, or a missing record that must exist.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// No genesis yet.
+    #[error("the store has no genesis; call init_genesis first")]
+    NotInitialized,
+    /// The genesis given is not valid.
+    #[error("invalid genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    /// The store was initialized with another genesis.
+    #[error("the store belongs to genesis {stored}, not {given}")]
+    GenesisMismatch {
+        /// Hash in the store.
+        stored: Hash256,
+        /// Hash of the genesis given.
+        given: Hash256,
+    },
+    /// The block is not at tip + 1.
+    #[error("block height {got} is not the next height {expected}")]
+    NotNextHeight {
+        /// Tip + 1.
+        expected: u64,
+        /// The block's height.
+        got: u64,
+    },
+    /// A height beyond tip + [`ACTIVATION_DELAY`], whose validator set is not known yet.
+    #[error("no validator set for height {height} yet (tip is {tip})")]
+    UnknownHeight {
+        /// Height asked for.
+        height: u64,
+        /// Current tip.
+        tip: u64,
+    },
+    /// The finality certificate does not prove the block final.
+    #[error("certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    /// The block breaks a validation rule.
+    #[error("invalid block: {0}")]
+    InvalidBlock(#[from] BlockError),
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(e: $error) -> Self {
+                StoreError::Database(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Where a finalized transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block's transactions.
+    pub index: u32,
+    /// Fee it paid.
+    pub fee: Amount,
+}
+
+/// Runs a UTXO lookup inside validation code that only speaks [`TxError`], keeping the real
+/// storage error aside so the caller can report it as one.
+pub(crate) fn lookup_keeping_error<T>(
+    kept: &mut Option<StoreError>,
+    result: Result<T, StoreError>,
+) -> Result<T, TxError> {
+    result.map_err(|e| {
+        let message = e.to_string();
+        *kept = Some(e);
+        TxError::Storage(message)
+    })
+}
+
+/// Runs `check_block_spends` with stake records read from `stakes` and inputs spent
+/// through `spend` (a read when checking, a removal when applying). A storage failure inside
+/// a lookup is returned as itself, the UTXO side's first, not as the rejection it caused.
+fn check_spends<F>(
+    block: &Block,
+    genesis: &Genesis,
+    set: &ValidatorSet,
+    next_set: &ValidatorSet,
+    stakes: &impl ReadableTable<&'static [u8; 36], &'static [u8; 88]>,
+    mut spend: F,
+) -> Result<(Vec<Amount>, StakeChanges), StoreError>
+where
+    F: FnMut(&OutPoint) -> Result<Option<TxOutput>, StoreError>,
+{
+    let mut kept = None;
+    let mut kept_stake = None;
+    let result = check_block_spends(
+        block,
+        genesis,
+        set,
+        next_set,
+        |op| {
+            lookup_keeping_error(
+                &mut kept_stake,
+                read_record(stakes, op, StakeRecord::from_bytes),
+            )
+        },
+        |op| lookup_keeping_error(&mut kept, spend(op)),
+    );
+    if let Some(e) = kept.or(kept_stake) {
+        return Err(e);
+    }
+    Ok(result?)
+}
+
+/// The node's database. All methods take `&self`; redb serializes writers and gives readers
+/// consistent snapshots, so a `Store` can be shared between threads.
+pub struct Store {
+    db: Database,
+    /// Stateless checks already passed, shared by validation, apply and block building.
+    pub(crate) checked: CheckedTxs,
+}
+
+impl Store {
+    /// Opens the database file, creating it and its tables if needed.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        create_tables(&txn)?;
+        txn.commit()?;
+        Ok(Store {
+            db,
+            checked: CheckedTxs::default(),
+        })
+    }
+
+    /// The consensus signer's last-signed state, as opaque bytes.
+    pub fn load_signer_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SIGNER)?;
+        Ok(table.get(SIGNER_STATE)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Replaces the signer state; it is on disk when this returns, so a vote may be sent.
+    pub fn save_signer_state(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(SIGNER)?.insert(SIGNER_STATE, bytes)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records a piece of equivocation evidence (opaque bytes) seen at `height`.
+    pub fn put_evidence(&self, height: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(EVIDENCE)?;
+            let next = match table.range((height, 0)..=(height, u64::MAX))?.next_back() {
+                Some(last) => last?.0.value().1 + 1,
+                None => 0,
+            };
+            table.insert((height, next), bytes)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` pieces of evidence from `from_height` on, oldest first.
+    pub fn evidence(
+        &self,
+        from_height: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVIDENCE)?;
+        let mut out = Vec::new();
+        for entry in table.range((from_height, 0)..)?.take(limit) {
+            let (key, value) = entry?;
+            out.push((key.value().0, value.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
