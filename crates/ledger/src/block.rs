@@ -5,9 +5,16 @@ use crate::tx::{OutPoint, Transaction, TxOutput};
 use serde::{Deserialize, Serialize};
 use timecoin_types::{codec, Hash256, PublicKey};
 
-/// The part of a block that is hashed; it commits to the body through two Merkle roots.
+/// The part of a block that is hashed. It commits to every byte of the body (the txids and,
+/// separately, the complete transactions with their signatures and proofs; the rewards), to
+/// the validator set voting on this height and to the one voting on the next, which the chain
+/// fixed one block earlier (joins and leaves take effect two heights after they are
+/// finalized). A client holding a trusted header and its certificate thus learns the next
+/// set without asking anyone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockHeader {
+    /// Protocol version the block follows (see [`crate::PROTOCOL_VERSION`]).
+    pub version: u32,
     /// Network the block belongs to.
     pub chain_id: String,
     /// Height; the genesis block is 0.
@@ -22,17 +29,25 @@ pub struct BlockHeader {
     pub time_ms: u64,
     /// Merkle root of the txids, see [`tx_root`].
     pub tx_root: Hash256,
+    /// Merkle root of the complete transactions, signatures included, see [`full_tx_root`].
+    pub full_tx_root: Hash256,
     /// Merkle root of the reward outputs, see [`rewards_root`].
     pub rewards_root: Hash256,
     /// Hash of the validator set that votes on this height.
     pub validator_set_hash: Hash256,
+    /// Hash of the validator set that votes on the next height.
+    pub next_validator_set_hash: Hash256,
 }
 
 impl BlockHeader {
-    /// BLAKE3 of the header's fixed byte layout (not of its CBOR, which could vary).
+    /// BLAKE3 of the header's fixed byte layout (not of its CBOR, which could vary):
+    /// `"TIMECOIN/BLKH/02"`, version (u32 BE), chain id (u16 BE length, bytes), height (u64 BE),
+    /// round (u32 BE), then prev hash, proposer, time (u64 BE), tx root, full tx root, rewards
+    /// root, validator set hash, next validator set hash (32 bytes each but the time).
     pub fn hash(&self) -> Hash256 {
-        let mut bytes = Vec::with_capacity(16 + 2 + self.chain_id.len() + 8 + 4 + 32 * 5 + 8);
-        bytes.extend_from_slice(b"TIMECOIN/BLKH/01");
+        let mut bytes = Vec::with_capacity(16 + 4 + 2 + self.chain_id.len() + 8 + 4 + 32 * 7 + 8);
+        bytes.extend_from_slice(b"TIMECOIN/BLKH/02");
+        bytes.extend_from_slice(&self.version.to_be_bytes());
         bytes.extend_from_slice(&(self.chain_id.len() as u16).to_be_bytes());
         bytes.extend_from_slice(self.chain_id.as_bytes());
         bytes.extend_from_slice(&self.height.to_be_bytes());
@@ -41,8 +56,10 @@ impl BlockHeader {
         bytes.extend_from_slice(self.proposer.as_bytes());
         bytes.extend_from_slice(&self.time_ms.to_be_bytes());
         bytes.extend_from_slice(self.tx_root.as_bytes());
+        bytes.extend_from_slice(self.full_tx_root.as_bytes());
         bytes.extend_from_slice(self.rewards_root.as_bytes());
         bytes.extend_from_slice(self.validator_set_hash.as_bytes());
+        bytes.extend_from_slice(self.next_validator_set_hash.as_bytes());
         Hash256::digest(&bytes)
     }
 }
@@ -84,6 +101,11 @@ pub fn reward_outpoint(height: u64, index: u32) -> OutPoint {
 /// Merkle root over the txids of `transactions`.
 pub fn tx_root(transactions: &[Transaction]) -> Hash256 {
     merkle_root(transactions.iter().map(|tx| tx.txid().0).collect())
+}
+
+/// Merkle root over the complete transactions ([`Transaction::full_hash`]).
+pub fn full_tx_root(transactions: &[Transaction]) -> Hash256 {
+    merkle_root(transactions.iter().map(|tx| tx.full_hash().0).collect())
 }
 
 /// Merkle root over the fixed 28-byte forms of `rewards`.

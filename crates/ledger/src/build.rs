@@ -2,7 +2,7 @@
 //! transactions (the mempool's best first). A candidate goes in only if it is valid on top of
 //! the ones already picked, so the block built is one every node's validation accepts.
 
-use crate::block::{rewards_root, tx_root, Block, BlockHeader};
+use crate::block::{full_tx_root, rewards_root, tx_root, Block, BlockHeader};
 use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
 use crate::store::{lookup_keeping_error, Store, StoreError};
@@ -35,6 +35,7 @@ impl Store {
 
         let mut block = Block {
             header: BlockHeader {
+                version: crate::PROTOCOL_VERSION,
                 chain_id: genesis.chain_id.clone(),
                 height,
                 round,
@@ -42,8 +43,10 @@ impl Store {
                 proposer,
                 time_ms: time_ms.max(parent.time_ms),
                 tx_root: Hash256::ZERO,
+                full_tx_root: Hash256::ZERO,
                 rewards_root: Hash256::ZERO,
                 validator_set_hash: parent.set.hash(),
+                next_validator_set_hash: parent.next_set.hash(),
             },
             transactions: Vec::new(),
             // Sized with the largest possible amounts, so the real rewards can only be
@@ -104,6 +107,7 @@ impl Store {
             .ok_or(BlockError::RewardOverflow)?;
         block.rewards = reward_outputs(parent.set, &proposer, total);
         block.header.tx_root = tx_root(&block.transactions);
+        block.header.full_tx_root = full_tx_root(&block.transactions);
         block.header.rewards_root = rewards_root(&block.rewards);
         Ok(block)
     }

@@ -1,6 +1,6 @@
 //! The genesis file: the chain's parameters, first validator set and initial allocations.
 
-use crate::block::{rewards_root, tx_root, Block, BlockHeader};
+use crate::block::{full_tx_root, rewards_root, tx_root, Block, BlockHeader};
 use crate::tx::{check_amounts, TxOutput};
 use crate::MAX_BLOCK_BYTES;
 use serde::{Deserialize, Serialize};
@@ -174,6 +174,7 @@ impl Genesis {
         let set = self.validator_set();
         Block {
             header: BlockHeader {
+                version: crate::PROTOCOL_VERSION,
                 chain_id: self.chain_id.clone(),
                 height: 0,
                 round: 0,
@@ -181,8 +182,11 @@ impl Genesis {
                 proposer: set.proposer(0, 0).public_key,
                 time_ms: self.genesis_time_ms,
                 tx_root: tx_root(&[]),
+                full_tx_root: full_tx_root(&[]),
                 rewards_root: rewards_root(&self.allocations),
+                // The genesis set votes on heights 1 and 2.
                 validator_set_hash: set.hash(),
+                next_validator_set_hash: set.hash(),
             },
             transactions: Vec::new(),
             rewards: self.allocations.clone(),

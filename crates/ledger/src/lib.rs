@@ -24,7 +24,7 @@ mod store;
 mod tx;
 mod validate;
 
-pub use block::{reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
+pub use block::{full_tx_root, reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
 pub use genesis::{Genesis, GenesisError, GenesisValidator, DEFAULT_UNBONDING_BLOCKS};
 pub use mempool::{Mempool, MempoolError};
 pub use rewards::{reward_outputs, subsidy};
@@ -33,8 +33,10 @@ pub use stake::{
 };
 pub use store::{Store, StoreError, TxLocation};
 pub use tx::{OutPoint, Transaction, TxInput, TxOutput};
-pub use validate::{check_transaction_stateless, BlockError, TxError};
+pub use validate::{check_block_body, check_transaction_stateless, BlockError, TxError};
 
+/// The protocol version this binary follows; every header carries it.
+pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest encoded transaction, in bytes.
 pub const MAX_TX_BYTES: usize = 100 * 1024;
 /// Most inputs in one transaction.

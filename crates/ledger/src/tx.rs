@@ -131,6 +131,30 @@ impl Transaction {
         Hash256::digest(&bytes)
     }
 
+    /// The hash of the complete transaction: BLAKE3 of `"TIMECOIN/TXFL/01"`, the txid, every
+    /// input's signature in order and, for a registration, a presence byte and the proof of
+    /// possession. The txid already fixes every other byte, so this commits to all of them;
+    /// a block's `full_tx_root` is built from these, so nobody can change a signature inside
+    /// a block without changing its hash.
+    pub fn full_hash(&self) -> Hash256 {
+        let mut bytes = Vec::with_capacity(16 + 32 + self.inputs.len() * 64 + 65);
+        bytes.extend_from_slice(b"TIMECOIN/TXFL/01");
+        bytes.extend_from_slice(self.txid().as_bytes());
+        for input in &self.inputs {
+            bytes.extend_from_slice(&input.signature.0);
+        }
+        if let Some(Stake::Register { proof, .. }) = &self.stake {
+            match proof {
+                Some(proof) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(&proof.0);
+                }
+                None => bytes.push(0),
+            }
+        }
+        Hash256::digest(&bytes)
+    }
+
     /// The digest every input signs: domain tag, length-prefixed chain id, txid. Binding the
     /// chain id stops a transaction from being replayed on another network.
     pub fn sign_digest(&self, chain_id: &str) -> Hash256 {
@@ -221,6 +245,18 @@ mod tests {
         let mut changed = tx.clone();
         changed.inputs[0].public_key = Keypair::from_seed([4; 32]).public();
         assert_ne!(tx.txid(), changed.txid());
+    }
+
+    #[test]
+    fn full_hash_binds_the_signatures_too() {
+        let tx = sample();
+        let mut resigned = tx.clone();
+        resigned.inputs[0].signature.0[17] ^= 1;
+        assert_eq!(tx.txid(), resigned.txid());
+        assert_ne!(tx.full_hash(), resigned.full_hash());
+        let mut changed = tx.clone();
+        changed.outputs[0].amount = 6;
+        assert_ne!(tx.full_hash(), changed.full_hash());
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn tx(n: u32, outputs: usize) -> Transaction {
 fn block_with(transactions: Vec<Transaction>) -> Block {
     Block {
         header: BlockHeader {
+            version: 1,
             chain_id: "pool".into(),
             height: 1,
             round: 0,
@@ -37,8 +38,10 @@ fn block_with(transactions: Vec<Transaction>) -> Block {
             proposer: PublicKey([0; 32]),
             time_ms: 0,
             tx_root: Hash256::ZERO,
+            full_tx_root: Hash256::ZERO,
             rewards_root: Hash256::ZERO,
             validator_set_hash: Hash256::ZERO,
+            next_validator_set_hash: Hash256::ZERO,
         },
         transactions,
         rewards: vec![],

@@ -4,8 +4,9 @@ mod common;
 
 use common::*;
 use timecoin_ledger::{
-    check_transaction_stateless, reward_outpoint, Block, BlockError, Genesis, OutPoint,
-    Transaction, TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
+    check_block_body, check_transaction_stateless, reward_outpoint, Block, BlockError, Genesis,
+    OutPoint, Transaction, TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS,
+    MAX_TX_OUTPUTS,
 };
 use timecoin_types::{Address, Hash256, Keypair, COIN};
 
@@ -313,6 +314,44 @@ fn block_too_large() {
         check_edited(|_, block| block.transactions = vec![big; 60]),
         Err(BlockError::TooLarge(n)) if n > 4 * 1024 * 1024
     ));
+}
+
+#[test]
+fn block_committing_to_another_next_validator_set() {
+    assert!(matches!(
+        check_edited(|_, block| block.header.next_validator_set_hash = Hash256::digest(b"other")),
+        Err(BlockError::WrongNextValidatorSet { .. })
+    ));
+}
+
+#[test]
+fn block_of_another_protocol_version() {
+    assert_eq!(
+        check_edited(|_, block| block.header.version = 2),
+        Err(BlockError::WrongVersion {
+            expected: 1,
+            got: 2
+        })
+    );
+}
+
+/// The relayer's attack: one byte of an input signature changed. The txid and the block hash
+/// stay the same, but the header's full-transaction root no longer matches, whatever the
+/// receiver's state (check_block_body needs none).
+#[test]
+fn block_with_a_changed_signature() {
+    let (chain, mut block) = valid_block();
+    let hash = block.hash();
+    block.transactions[0].inputs[0].signature.0[5] ^= 0x20;
+    assert_eq!(block.hash(), hash);
+    assert_eq!(
+        check_block_body(&block),
+        Err(BlockError::FullTxRootMismatch)
+    );
+    assert_eq!(
+        chain.store.validate_block(&block, &chain.genesis),
+        Err(BlockError::FullTxRootMismatch)
+    );
 }
 
 #[test]

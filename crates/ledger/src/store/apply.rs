@@ -131,7 +131,7 @@ impl Store {
             let next_set = read_set(&sets, height + 1)?;
             let hash = block.hash();
             certificate.verify_for(&genesis.chain_id, &set, height, &hash)?;
-            check_block_shape(block, genesis, &tip.parent(&set), &self.checked)?;
+            check_block_shape(block, genesis, &tip.parent(&set, &next_set), &self.checked)?;
 
             // Spending writes as it goes: a later failure (a double spend, wrong rewards)
             // returns before commit and the dropped transaction discards these writes.

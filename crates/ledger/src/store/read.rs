@@ -32,7 +32,7 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The parent of the block at tip + 1.
     pub fn parent(&self) -> Parent<'_> {
-        self.tip.parent(&self.set)
+        self.tip.parent(&self.set, &self.next_set)
     }
 
     /// Opens the UTXO set and the stake records of this snapshot.

@@ -146,13 +146,15 @@ impl Tip {
         }
     }
 
-    /// The state a block at tip + 1 is checked against; `set` votes on tip + 1.
-    pub fn parent<'a>(&self, set: &'a ValidatorSet) -> Parent<'a> {
+    /// The state a block at tip + 1 is checked against; `set` votes on tip + 1, `next_set` on
+    /// tip + 2.
+    pub fn parent<'a>(&self, set: &'a ValidatorSet, next_set: &'a ValidatorSet) -> Parent<'a> {
         Parent {
             height: self.height,
             hash: self.hash,
             time_ms: self.time_ms,
             set,
+            next_set,
         }
     }
 

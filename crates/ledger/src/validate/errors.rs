@@ -165,6 +165,22 @@ pub enum BlockError {
         /// The header's.
         got: Hash256,
     },
+    /// The header commits to another set for the next height than the chain fixed.
+    #[error("next validator set hash {got} does not match the next height's set {expected}")]
+    WrongNextValidatorSet {
+        /// The hash of the set the chain fixed for the next height.
+        expected: Hash256,
+        /// The header's.
+        got: Hash256,
+    },
+    /// The header's protocol version is not the one in force at its height.
+    #[error("block follows protocol version {got}, but version {expected} is in force")]
+    WrongVersion {
+        /// The version in force.
+        expected: u32,
+        /// The header's.
+        got: u32,
+    },
     /// The block claims a time earlier than its parent.
     #[error("block time {time_ms} is before its parent's {parent_ms}")]
     TimeBeforeParent {
@@ -182,6 +198,10 @@ pub enum BlockError {
     /// The transaction Merkle root does not match the body.
     #[error("transaction root does not match the transactions")]
     TxRootMismatch,
+    /// The full-transaction Merkle root does not match the body: a signature or proof was
+    /// changed after the proposer built the block.
+    #[error("full transaction root does not match the transactions")]
+    FullTxRootMismatch,
     /// The rewards Merkle root does not match the body.
     #[error("rewards root does not match the reward outputs")]
     RewardsRootMismatch,

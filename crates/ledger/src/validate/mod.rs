@@ -2,14 +2,17 @@
 //! state only through lookup closures, so the store can run them against a read snapshot
 //! (checking) or a write transaction that spends as it goes (applying).
 
-use crate::block::{rewards_root, tx_root, Block};
+use crate::block::{full_tx_root, rewards_root, tx_root, Block};
 use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
 use crate::stake::{
     possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
 };
 use crate::tx::{check_amounts, OutPoint, Transaction, TxOutput};
-use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
+use crate::{
+    MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
+    PROTOCOL_VERSION,
+};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use timecoin_types::{codec, Address, Amount, Hash256, PublicKey, Validator, ValidatorSet};
@@ -246,6 +249,8 @@ pub(crate) struct Parent<'a> {
     pub time_ms: u64,
     /// The set voting on `height + 1`.
     pub set: &'a ValidatorSet,
+    /// The set voting on `height + 2`.
+    pub next_set: &'a ValidatorSet,
 }
 
 /// Transactions whose stateless checks passed, remembered by a hash of the chain id and their
@@ -280,7 +285,32 @@ impl CheckedTxs {
     }
 }
 
-/// Header, size and stateless transaction checks.
+/// Whether the body is the one the header commits to: the transaction count and size limits
+/// and the three Merkle roots. Needs no state, so a body that fails is invalid on every node
+/// (a relayer changed it, or the proposer signed garbage), unlike a block that fails
+/// [`crate::Store::validate_block`] because of the receiver's chain state.
+pub fn check_block_body(block: &Block) -> Result<(), BlockError> {
+    if block.transactions.len() > MAX_BLOCK_TRANSACTIONS {
+        return Err(BlockError::TooManyTransactions(block.transactions.len()));
+    }
+    let size = block.encoded_len();
+    if size > MAX_BLOCK_BYTES {
+        return Err(BlockError::TooLarge(size));
+    }
+    let header = &block.header;
+    if header.tx_root != tx_root(&block.transactions) {
+        return Err(BlockError::TxRootMismatch);
+    }
+    if header.full_tx_root != full_tx_root(&block.transactions) {
+        return Err(BlockError::FullTxRootMismatch);
+    }
+    if header.rewards_root != rewards_root(&block.rewards) {
+        return Err(BlockError::RewardsRootMismatch);
+    }
+    Ok(())
+}
+
+/// Header, body and stateless transaction checks.
 pub(crate) fn check_block_shape(
     block: &Block,
     genesis: &Genesis,
@@ -288,6 +318,12 @@ pub(crate) fn check_block_shape(
     checked: &CheckedTxs,
 ) -> Result<(), BlockError> {
     let header = &block.header;
+    if header.version != PROTOCOL_VERSION {
+        return Err(BlockError::WrongVersion {
+            expected: PROTOCOL_VERSION,
+            got: header.version,
+        });
+    }
     if header.chain_id != genesis.chain_id {
         return Err(BlockError::WrongChain {
             expected: genesis.chain_id.clone(),
@@ -314,6 +350,13 @@ pub(crate) fn check_block_shape(
             got: header.validator_set_hash,
         });
     }
+    let next_set_hash = parent.next_set.hash();
+    if header.next_validator_set_hash != next_set_hash {
+        return Err(BlockError::WrongNextValidatorSet {
+            expected: next_set_hash,
+            got: header.next_validator_set_hash,
+        });
+    }
     let proposer = parent.set.proposer(header.height, header.round).public_key;
     if header.proposer != proposer {
         return Err(BlockError::WrongProposer {
@@ -328,19 +371,7 @@ pub(crate) fn check_block_shape(
             parent_ms: parent.time_ms,
         });
     }
-    if block.transactions.len() > MAX_BLOCK_TRANSACTIONS {
-        return Err(BlockError::TooManyTransactions(block.transactions.len()));
-    }
-    let size = block.encoded_len();
-    if size > MAX_BLOCK_BYTES {
-        return Err(BlockError::TooLarge(size));
-    }
-    if header.tx_root != tx_root(&block.transactions) {
-        return Err(BlockError::TxRootMismatch);
-    }
-    if header.rewards_root != rewards_root(&block.rewards) {
-        return Err(BlockError::RewardsRootMismatch);
-    }
+    check_block_body(block)?;
     for (index, tx) in block.transactions.iter().enumerate() {
         checked
             .check(tx, &genesis.chain_id)

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use tempfile::TempDir;
 use timecoin_ledger::{
-    reward_outpoint, rewards_root, tx_root, Block, Genesis, GenesisValidator, OutPoint, Store,
-    StoreError, Transaction, TxOutput,
+    full_tx_root, reward_outpoint, rewards_root, tx_root, Block, Genesis, GenesisValidator,
+    OutPoint, Store, StoreError, Transaction, TxOutput,
 };
 use timecoin_types::{Address, Amount, Certificate, Keypair, Vote, VoteKind, COIN};
 
@@ -189,8 +189,9 @@ impl Chain {
     }
 }
 
-/// Recomputes both Merkle roots after a test edited a block's body.
+/// Recomputes the Merkle roots after a test edited a block's body.
 pub fn reseal(block: &mut Block) {
     block.header.tx_root = tx_root(&block.transactions);
+    block.header.full_tx_root = full_tx_root(&block.transactions);
     block.header.rewards_root = rewards_root(&block.rewards);
 }
