@@ -35,8 +35,20 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         }
     }
 
+    /// Moves to the Prepare step with our prepare for `value` (nil: `None`).
+    pub(super) fn prepare(&mut self, out: &mut Outbox<'_, B>, value: Option<Hash256>) {
+        self.step = Step::Prepare;
+        self.vote(out, VoteKind::Prepare, value);
+    }
+
+    /// Moves to the Precommit step with our precommit for `value` (nil: `None`).
+    pub(super) fn precommit(&mut self, out: &mut Outbox<'_, B>, value: Option<Hash256>) {
+        self.step = Step::Precommit;
+        self.vote(out, VoteKind::Precommit, value);
+    }
+
     /// Signs, counts and broadcasts our vote, if we are a member and the guard agrees.
-    pub(super) fn vote(&mut self, out: &mut Outbox<'_, B>, kind: VoteKind, value: Option<Hash256>) {
+    fn vote(&mut self, out: &mut Outbox<'_, B>, kind: VoteKind, value: Option<Hash256>) {
         let Some(signer) = out.signer.as_deref_mut() else {
             return;
         };

@@ -110,7 +110,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             return rejected("voter is not in the validator set");
         }
         let round = vote.round;
-        if let Some(rs) = self.rounds.get_mut(&round) {
+        if let Some(rs) = self.rounds.get(&round) {
             if rs.votes(vote.kind).contains(&vote) {
                 return ignored("duplicate vote");
             }
@@ -137,7 +137,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         self.note_round(vote.validator, vote.round);
         match self
             .round_state(vote.round)
-            .votes(vote.kind)
+            .votes_mut(vote.kind)
             .add(vote.clone(), weight)
         {
             Added::New => Verdict::Accepted,

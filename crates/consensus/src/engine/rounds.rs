@@ -27,7 +27,14 @@ pub(super) struct RoundState {
 }
 
 impl RoundState {
-    pub(super) fn votes(&mut self, kind: VoteKind) -> &mut VoteSet {
+    pub(super) fn votes(&self, kind: VoteKind) -> &VoteSet {
+        match kind {
+            VoteKind::Prepare => &self.prepares,
+            VoteKind::Precommit => &self.precommits,
+        }
+    }
+
+    pub(super) fn votes_mut(&mut self, kind: VoteKind) -> &mut VoteSet {
         match kind {
             VoteKind::Prepare => &mut self.prepares,
             VoteKind::Precommit => &mut self.precommits,

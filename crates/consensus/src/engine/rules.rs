@@ -142,14 +142,10 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     /// need to leave the round. Preparing nil is what the propose timeout would do; the
     /// next pass precommits nil.
     fn prepare_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        let nil_quorum = self
-            .current()
-            .is_some_and(|rs| rs.prepares.quorum_for(None, &self.validators));
-        if self.step != Step::Propose || !nil_quorum {
+        if self.step != Step::Propose || !self.nil_quorum(VoteKind::Prepare) {
             return false;
         }
-        self.step = Step::Prepare;
-        self.vote(out, VoteKind::Prepare, None);
+        self.prepare(out, None);
         true
     }
 
@@ -163,8 +159,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             return false;
         };
         let yes = ok && self.locked.is_none_or(|(_, l)| l == hash);
-        self.step = Step::Prepare;
-        self.vote(out, VoteKind::Prepare, yes.then_some(hash));
+        self.prepare(out, yes.then_some(hash));
         true
     }
 
@@ -192,8 +187,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         } else {
             return false;
         };
-        self.step = Step::Prepare;
-        self.vote(out, VoteKind::Prepare, yes.then_some(hash));
+        self.prepare(out, yes.then_some(hash));
         true
     }
 
@@ -220,8 +214,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         self.valid = Some((round, hash));
         if self.step == Step::Prepare {
             self.locked = Some((round, hash));
-            self.step = Step::Precommit;
-            self.vote(out, VoteKind::Precommit, Some(hash));
+            self.precommit(out, Some(hash));
         } else {
             self.persist_locks(out);
         }
@@ -255,14 +248,10 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
 
     /// Line 44: 2/3 of the weight prepared nil while we prepare: precommit nil.
     fn precommit_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        let nil_quorum = self
-            .current()
-            .is_some_and(|rs| rs.prepares.quorum_for(None, &self.validators));
-        if self.step != Step::Prepare || !nil_quorum {
+        if self.step != Step::Prepare || !self.nil_quorum(VoteKind::Prepare) {
             return false;
         }
-        self.step = Step::Precommit;
-        self.vote(out, VoteKind::Precommit, None);
+        self.precommit(out, None);
         true
     }
 
@@ -271,10 +260,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     /// precommit timeout, as CometBFT does. Our own precommit, if not sent yet, is not
     /// needed by anyone: the quorum that moves the others on exists.
     fn next_round_on_nil_precommit_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        let nil_quorum = self
-            .current()
-            .is_some_and(|rs| rs.precommits.quorum_for(None, &self.validators));
-        if !nil_quorum {
+        if !self.nil_quorum(VoteKind::Precommit) {
             return false;
         }
         let Some(next) = self.round.checked_add(1) else {
@@ -329,8 +315,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     /// Line 57: no proposal in time: prepare nil. The timer then repeats for as long as
     /// the round lasts (see [`Self::resend_on_propose_timeout`]).
     pub(super) fn prepare_nil_on_propose_timeout(&mut self, out: &mut Outbox<'_, B>) {
-        self.step = Step::Prepare;
-        self.vote(out, VoteKind::Prepare, None);
+        self.prepare(out, None);
         self.schedule(out, Step::Propose);
     }
 
@@ -343,8 +328,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
 
     /// Line 61: no prepare quorum on one value in time: precommit nil.
     pub(super) fn precommit_nil_on_prepare_timeout(&mut self, out: &mut Outbox<'_, B>) {
-        self.step = Step::Precommit;
-        self.vote(out, VoteKind::Precommit, None);
+        self.precommit(out, None);
     }
 
     /// Line 65: no decision in this round in time: the next round. False in the last
@@ -365,6 +349,12 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             Validity::Pending => None,
             validity => Some((p.block_hash, p.valid_round, validity == Validity::Valid)),
         }
+    }
+
+    /// True when 2/3 of the weight voted nil in the round in progress, in votes of `kind`.
+    fn nil_quorum(&self, kind: VoteKind) -> bool {
+        self.current()
+            .is_some_and(|rs| rs.votes(kind).quorum_for(None, &self.validators))
     }
 
     /// The state of the round in progress (it exists from its StartRound until the height
