@@ -9,7 +9,9 @@
 #[path = "../tests/sim/mod.rs"]
 mod sim;
 
-use sim::{run, Behavior, Report, Scenario};
+use sim::byzantine::Behavior;
+use sim::scenario::Scenario;
+use sim::{run, Report};
 
 /// One-way delay of the latency runs.
 const DELAY_MS: u64 = 50;

@@ -1,7 +1,9 @@
-//! Votes of one kind in one round, counted by weight.
+//! Votes of one kind in one round, counted by weight, and the thresholds the rules ask
+//! about: the rules stay conditions on state (step, lock, validity) and only ask here
+//! whether a quorum exists.
 
 use std::collections::BTreeMap;
-use timecoin_types::{Hash256, PublicKey, Vote};
+use timecoin_types::{Hash256, PublicKey, ValidatorSet, Vote};
 
 /// Most conflicting votes kept per validator per round and kind: an equivocator gains
 /// nothing from a third version, and the bound keeps memory finite.
@@ -83,24 +85,44 @@ impl VoteSet {
         self.first.get(key)
     }
 
-    /// The validators that voted.
-    pub(crate) fn voters(&self) -> impl Iterator<Item = &PublicKey> {
-        self.first.keys()
-    }
-
-    /// Weight of the votes for `value`.
-    pub(crate) fn weight_for(&self, value: Option<Hash256>) -> u64 {
-        self.weights.get(&value).copied().unwrap_or(0)
-    }
-
     /// Weight of all voters, each counted once.
     pub(crate) fn total(&self) -> u64 {
         self.total
     }
 
-    /// Each value with the weight behind it.
-    pub(crate) fn values(&self) -> impl Iterator<Item = (Option<Hash256>, u64)> + '_ {
-        self.weights.iter().map(|(k, w)| (*k, *w))
+    /// True when the votes for `value` carry 2/3 of the weight of `set`.
+    pub(crate) fn quorum_for(&self, value: Option<Hash256>, set: &ValidatorSet) -> bool {
+        set.is_quorum(self.weights.get(&value).copied().unwrap_or(0))
+    }
+
+    /// True when all voters together carry 2/3 of the weight of `set` ("2/3 of any").
+    pub(crate) fn quorum_of_any(&self, set: &ValidatorSet) -> bool {
+        set.is_quorum(self.total)
+    }
+
+    /// "2/3 of any" counting the voters of `later` too (each voter once): a vote of the
+    /// next kind shows its sender is done with this one, even when its vote of this kind
+    /// was lost.
+    pub(crate) fn quorum_of_any_with(&self, later: &VoteSet, set: &ValidatorSet) -> bool {
+        let weight = later.first.keys().fold(self.total, |w, k| {
+            if self.first.contains_key(k) {
+                w
+            } else {
+                w.saturating_add(set.weight_of(k))
+            }
+        });
+        set.is_quorum(weight)
+    }
+
+    /// The blocks (not nil) whose votes carry 2/3 of the weight of `set`, in hash order.
+    pub(crate) fn quorum_blocks<'a>(
+        &'a self,
+        set: &'a ValidatorSet,
+    ) -> impl Iterator<Item = Hash256> + 'a {
+        self.weights.iter().filter_map(|(value, weight)| {
+            let hash = (*value)?;
+            set.is_quorum(*weight).then_some(hash)
+        })
     }
 
     /// Every counted vote.

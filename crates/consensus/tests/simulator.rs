@@ -6,7 +6,10 @@
 
 mod sim;
 
-use sim::{run, Behavior, Crash, Membership, Partition, Report, Scenario};
+use sim::byzantine::Behavior;
+use sim::scenario::{Crash, Membership, Partition, Scenario};
+use sim::{run, Report};
+use std::ops::Range;
 
 fn replay_hint(seed: u64) -> String {
     format!(
@@ -72,6 +75,18 @@ fn run_random(part: u64, parts: u64) {
         total.worst_rounds_after_heal,
         total.latency_ms.iter().max().copied().unwrap_or(0),
     );
+}
+
+/// Runs the random scenario of each of `seeds` as `adjust` changes it; a failure names the
+/// seed, the change and the scenario.
+fn run_adjusted(seeds: Range<u64>, change: &str, adjust: impl Fn(u64, &mut Scenario)) {
+    for seed in seeds {
+        let mut s = Scenario::random(seed);
+        adjust(seed, &mut s);
+        if let Err(e) = run(&s) {
+            panic!("seed {seed} {change}: {e}\n{s:?}");
+        }
+    }
 }
 
 #[test]
@@ -149,13 +164,9 @@ fn the_set_changes_with_a_byzantine_joiner_and_a_node_catching_up_across_the_cha
 #[test]
 fn random_set_changes_stay_safe_and_live() {
     // Scenario::random changes the set in some seeds; these force it on a few more.
-    for seed in 0..6 {
-        let mut s = Scenario::random(seed);
+    run_adjusted(0..6, "with set changes", |seed, s| {
         s.change_sets(&mut sim::Rng::new(seed));
-        if let Err(e) = run(&s) {
-            panic!("seed {seed} with set changes: {e}\n{s:?}");
-        }
-    }
+    });
 }
 
 #[test]
@@ -203,8 +214,7 @@ fn two_hundred_validators_with_faults() {
 
 #[test]
 fn every_honest_validator_crashing_at_once_stays_safe_and_live() {
-    for seed in 0..8 {
-        let mut s = Scenario::random(seed);
+    run_adjusted(0..8, "with every honest validator crashing", |seed, s| {
         s.partition = None;
         let at_ms = 300 + seed * 97;
         s.crashes = (0..s.weights.len())
@@ -215,8 +225,5 @@ fn every_honest_validator_crashing_at_once_stays_safe_and_live() {
                 restart_ms: at_ms + 500,
             })
             .collect();
-        if let Err(e) = run(&s) {
-            panic!("seed {seed}: {e}");
-        }
-    }
+    });
 }

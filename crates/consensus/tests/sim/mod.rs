@@ -14,15 +14,21 @@
 //! weight under a third, every node runs an engine from the start (a non-member follows
 //! the chain and starts voting by itself when its height comes), and every certificate is
 //! checked against the set of its own height, also when a lagging node syncs.
+//!
+//! `scenario` describes a run, `byzantine` what the Byzantine validators do; this file
+//! runs the network and checks the invariants.
+
+pub mod byzantine;
+pub mod scenario;
+
+use byzantine::Behavior;
+use scenario::Scenario;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use timecoin_consensus::{
-    Config, Engine, Evidence, Input, Output, Signer, SignerState, Timeout, Verdict,
-};
+use timecoin_consensus::{Engine, Input, Output, Signer, SignerState, Timeout, Verdict};
 use timecoin_types::{
-    Address, Certificate, Hash256, Keypair, Proposal, Signature, Validator, ValidatorSet, Vote,
-    VoteKind,
+    Address, Certificate, Hash256, Keypair, Proposal, Validator, ValidatorSet, Vote,
 };
 
 /// Chain id of every simulated network.
@@ -89,305 +95,6 @@ impl SimBlock {
             &self.payload.to_be_bytes(),
             &[u8::from(self.invalid)],
         ])
-    }
-}
-
-/// What a validator does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behavior {
-    /// Follows the protocol (may still crash and restart).
-    Honest,
-    /// Runs the engine but sends two different proposals and two different votes, each to
-    /// half of the network.
-    Equivocate,
-    /// Never sends anything.
-    Silent,
-    /// Sends a stream of malformed, forged, misaddressed or random signed messages.
-    Garbage,
-}
-
-/// The heights at which a validator is in the set: from `from` until before `until`.
-/// On chain, a registration finalized at height h gives `from = h + 2`, a deregistration
-/// at h gives `until = h + 2`; the simulator only needs the resulting heights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Membership {
-    /// First height in the set.
-    pub from: u64,
-    /// First height out of the set again, if it leaves.
-    pub until: Option<u64>,
-}
-
-impl Membership {
-    /// A member of every height's set.
-    pub const ALWAYS: Membership = Membership {
-        from: 1,
-        until: None,
-    };
-
-    /// True when the validator is in the set of `height`.
-    pub fn contains(&self, height: u64) -> bool {
-        height >= self.from && self.until.is_none_or(|u| height < u)
-    }
-}
-
-/// Messages crossing between the two sides are lost from `start_ms` until `heal_ms`.
-#[derive(Clone, Debug)]
-pub struct Partition {
-    /// When the cut starts.
-    pub start_ms: u64,
-    /// When it heals.
-    pub heal_ms: u64,
-    /// Side of each validator.
-    pub side: Vec<bool>,
-}
-
-/// An honest validator that stops at `at_ms` and restarts at `restart_ms` from its
-/// persisted signer state and decided chain only.
-#[derive(Clone, Debug)]
-pub struct Crash {
-    /// Which validator.
-    pub node: usize,
-    /// When it dies.
-    pub at_ms: u64,
-    /// When it comes back.
-    pub restart_ms: u64,
-}
-
-/// Everything a run depends on.
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    /// The seed of every random choice.
-    pub seed: u64,
-    /// Weight of each validator.
-    pub weights: Vec<u64>,
-    /// Role of each validator.
-    pub behaviors: Vec<Behavior>,
-    /// The heights at which each validator is in the set.
-    pub members: Vec<Membership>,
-    /// Minimum one-way delay.
-    pub latency_ms: u64,
-    /// Extra uniform delay `0..=jitter_ms` (it also reorders messages).
-    pub jitter_ms: u64,
-    /// Messages lost before the heal, per thousand.
-    pub drop_per_mille: u64,
-    /// Messages delivered twice, per thousand.
-    pub dup_per_mille: u64,
-    /// An optional network split.
-    pub partition: Option<Partition>,
-    /// Honest crashes.
-    pub crashes: Vec<Crash>,
-    /// TSDC slot length: height h starts at `(h - 1) × slot_ms` at the earliest.
-    pub slot_ms: u64,
-    /// Heights every honest validator must decide after the heal.
-    pub heights_after_heal: u64,
-    /// Simulated time allowed for them.
-    pub budget_after_heal_ms: u64,
-    /// Engine configuration.
-    pub config: Config,
-}
-
-impl Scenario {
-    /// A random adversarial scenario: 4 to 10 validators (sometimes up to 40), Byzantine
-    /// validators with just under a third of the weight, latency, jitter, drops,
-    /// duplicates, and maybe a partition and crashes.
-    pub fn random(seed: u64) -> Scenario {
-        let mut rng = Rng::new(seed);
-        let n = if rng.chance(30) {
-            rng.range(11, 40)
-        } else {
-            rng.range(4, 10)
-        } as usize;
-        let equal = rng.chance(500);
-        let weights: Vec<u64> = (0..n)
-            .map(|_| if equal { 1 } else { rng.range(1, 10) })
-            .collect();
-        let total: u64 = weights.iter().sum();
-        // Greedily make validators Byzantine in a random order while their weight stays
-        // below a third: "just under 1/3".
-        let mut behaviors = vec![Behavior::Honest; n];
-        let mut byz = 0u64;
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.range(0, i as u64) as usize);
-        }
-        for &i in &order {
-            if 3 * (byz + weights[i]) < total {
-                byz += weights[i];
-                behaviors[i] = match rng.range(0, 2) {
-                    0 => Behavior::Equivocate,
-                    1 => Behavior::Silent,
-                    _ => Behavior::Garbage,
-                };
-            }
-        }
-        let partition = rng.chance(500).then(|| {
-            let start_ms = rng.range(0, 3000);
-            Partition {
-                start_ms,
-                heal_ms: start_ms + rng.range(1000, 8000),
-                side: (0..n).map(|_| rng.chance(500)).collect(),
-            }
-        });
-        let honest: Vec<usize> = (0..n)
-            .filter(|&i| behaviors[i] == Behavior::Honest)
-            .collect();
-        let crashes = (0..rng.range(0, 2))
-            .map(|_| {
-                let at_ms = rng.range(0, 6000);
-                Crash {
-                    node: honest[rng.range(0, honest.len() as u64 - 1) as usize],
-                    at_ms,
-                    restart_ms: at_ms + rng.range(200, 10_000),
-                }
-            })
-            .collect();
-        let mut s = Scenario {
-            seed,
-            members: vec![Membership::ALWAYS; n],
-            weights,
-            behaviors,
-            latency_ms: rng.range(5, 60),
-            jitter_ms: rng.range(0, 100),
-            drop_per_mille: rng.range(0, 30),
-            dup_per_mille: rng.range(0, 100),
-            partition,
-            crashes,
-            slot_ms: if rng.chance(500) {
-                0
-            } else {
-                rng.range(200, 1500)
-            },
-            heights_after_heal: 3,
-            budget_after_heal_ms: 120_000,
-            config: Config::default(),
-        };
-        // Drawn from a generator of their own so that seeds without set changes keep the
-        // scenarios they always had.
-        let mut changes = Rng::new(seed ^ 0x005E_7C4A_96E5);
-        if changes.chance(400) {
-            s.change_sets(&mut changes);
-        }
-        s
-    }
-
-    /// Adds set changes: one to three validators join at heights 2 to 7 (some leave again,
-    /// some are Byzantine) and up to two first members leave; a change that would give
-    /// some height's set a Byzantine third, or an empty set, is not made.
-    pub fn change_sets(&mut self, rng: &mut Rng) {
-        let first = self.weights.len();
-        let equal = self.weights.iter().all(|&w| w == self.weights[0]);
-        for _ in 0..rng.range(1, 3) {
-            self.weights.push(if equal {
-                self.weights[0]
-            } else {
-                rng.range(1, 10)
-            });
-            self.behaviors.push(Behavior::Honest);
-            let from = rng.range(2, 7);
-            let until = rng.chance(300).then(|| from + rng.range(1, 4));
-            self.members.push(Membership { from, until });
-            if let Some(p) = &mut self.partition {
-                p.side.push(rng.chance(500));
-            }
-        }
-        for i in first..self.weights.len() {
-            if rng.chance(500) {
-                self.behaviors[i] = match rng.range(0, 2) {
-                    0 => Behavior::Equivocate,
-                    1 => Behavior::Silent,
-                    _ => Behavior::Garbage,
-                };
-                if !self.sets_are_sound() {
-                    self.behaviors[i] = Behavior::Honest;
-                }
-            }
-        }
-        for _ in 0..rng.range(0, 2) {
-            let i = rng.range(0, first as u64 - 1) as usize;
-            let before = self.members[i];
-            self.members[i].until = Some(rng.range(2, 8));
-            if !self.sets_are_sound() {
-                self.members[i] = before;
-            }
-        }
-    }
-
-    /// The heights at which the set changes, with 1.
-    pub fn boundaries(&self) -> Vec<u64> {
-        let mut b: Vec<u64> = self
-            .members
-            .iter()
-            .flat_map(|m| [Some(m.from), m.until])
-            .flatten()
-            .chain([1])
-            .collect();
-        b.sort_unstable();
-        b.dedup();
-        b
-    }
-
-    /// The validators in the set of `height`.
-    pub fn members_at(&self, height: u64) -> Vec<usize> {
-        (0..self.members.len())
-            .filter(|&i| self.members[i].contains(height))
-            .collect()
-    }
-
-    /// True when every height's set is non-empty and its Byzantine weight is below a third.
-    pub fn sets_are_sound(&self) -> bool {
-        self.boundaries().into_iter().all(|h| {
-            let members = self.members_at(h);
-            let total: u64 = members.iter().map(|&i| self.weights[i]).sum();
-            let byz: u64 = members
-                .iter()
-                .filter(|&&i| self.behaviors[i] != Behavior::Honest)
-                .map(|&i| self.weights[i])
-                .sum();
-            total > 0 && 3 * byz < total
-        })
-    }
-
-    /// A fault-free network of `n` equal validators with a fixed one-way delay and no
-    /// jitter, for latency figures.
-    pub fn calm(n: usize, latency_ms: u64, heights: u64) -> Scenario {
-        Scenario {
-            seed: 0,
-            members: vec![Membership::ALWAYS; n],
-            weights: vec![1; n],
-            behaviors: vec![Behavior::Honest; n],
-            latency_ms,
-            jitter_ms: 0,
-            drop_per_mille: 0,
-            dup_per_mille: 0,
-            partition: None,
-            crashes: Vec::new(),
-            slot_ms: 1000,
-            heights_after_heal: heights,
-            budget_after_heal_ms: heights * 10_000,
-            config: Config::default(),
-        }
-    }
-
-    /// When the last fault ends: the partition heals and every crashed node is back.
-    pub fn heal_ms(&self) -> u64 {
-        let p = self.partition.as_ref().map_or(0, |p| p.heal_ms);
-        self.crashes.iter().map(|c| c.restart_ms).fold(p, u64::max)
-    }
-
-    /// Number of Byzantine validators.
-    pub fn byzantine(&self) -> usize {
-        self.behaviors
-            .iter()
-            .filter(|b| **b != Behavior::Honest)
-            .count()
-    }
-
-    /// Rounds any honest validator may need for a height after the heal: the round in
-    /// progress, one per Byzantine proposer in a row, up to two honest proposers that did
-    /// not yet hold the latest valid value (valid values spread on the round timer, and a
-    /// validator that lagged a height gets them only once it joins), one that succeeds.
-    pub fn round_bound(&self) -> u32 {
-        self.byzantine() as u32 + 4
     }
 }
 
@@ -782,8 +489,6 @@ impl Sim<'_> {
             }
             Event::Garbage { node } => {
                 self.garbage(node);
-                let next = self.now + self.rng.range(50, 300);
-                self.push(next, Event::Garbage { node });
                 Ok(())
             }
         }
@@ -880,46 +585,9 @@ impl Sim<'_> {
                 Output::PersistSigner(state) => self.nodes[i].persisted = Some(state),
                 Output::BroadcastProposal { proposal, block } => {
                     self.log_proposal(i, &proposal, &block);
-                    if self.nodes[i].behavior == Behavior::Equivocate {
-                        let other = SimBlock {
-                            payload: block.payload ^ 1,
-                            invalid: self.rng.chance(500),
-                            ..block.clone()
-                        };
-                        let second = Proposal::sign(
-                            CHAIN_ID,
-                            &self.nodes[i].key,
-                            proposal.height,
-                            proposal.round,
-                            proposal.valid_round,
-                            other.hash(),
-                        );
-                        let a = Msg::Proposal(proposal, block);
-                        let b = Msg::Proposal(second, other);
-                        self.split(i, a, b);
-                    } else {
-                        self.broadcast(i, Msg::Proposal(proposal, block));
-                    }
+                    self.gossip(i, Msg::Proposal(proposal, block));
                 }
-                Output::BroadcastVote(vote) => {
-                    if self.nodes[i].behavior == Behavior::Equivocate {
-                        let value = match vote.block_hash {
-                            Some(_) => None,
-                            None => Some(Hash256::digest(&self.rng.next_u64().to_be_bytes())),
-                        };
-                        let second = Vote::sign(
-                            CHAIN_ID,
-                            &self.nodes[i].key,
-                            vote.kind,
-                            vote.height,
-                            vote.round,
-                            value,
-                        );
-                        self.split(i, Msg::Vote(vote), Msg::Vote(second));
-                    } else {
-                        self.broadcast(i, Msg::Vote(vote));
-                    }
-                }
+                Output::BroadcastVote(vote) => self.gossip(i, Msg::Vote(vote)),
                 Output::ScheduleTimeout { timeout, after_ms } => {
                     self.push(
                         self.now + after_ms,
@@ -940,14 +608,7 @@ impl Sim<'_> {
                         block_hash,
                         valid: !block.invalid,
                     };
-                    self.push(
-                        self.now,
-                        Event::App {
-                            node: i,
-                            life,
-                            input,
-                        },
-                    );
+                    self.answer(i, life, input);
                 }
                 Output::BuildBlock { height, round } => {
                     let block = SimBlock {
@@ -963,14 +624,7 @@ impl Sim<'_> {
                         block_hash: block.hash(),
                         block,
                     };
-                    self.push(
-                        self.now,
-                        Event::App {
-                            node: i,
-                            life,
-                            input,
-                        },
-                    );
+                    self.answer(i, life, input);
                 }
                 Output::Decide {
                     height,
@@ -1026,31 +680,7 @@ impl Sim<'_> {
                     );
                 }
                 Output::Evidence(e) => {
-                    let culprit = match &e {
-                        Evidence::DoubleVote { first, second } => {
-                            if first.verify(CHAIN_ID).is_err()
-                                || second.verify(CHAIN_ID).is_err()
-                                || first == second
-                            {
-                                return Err("bogus vote evidence".into());
-                            }
-                            first.validator
-                        }
-                        Evidence::DoubleProposal { first, second } => {
-                            if first.verify(CHAIN_ID).is_err()
-                                || second.verify(CHAIN_ID).is_err()
-                                || first == second
-                            {
-                                return Err("bogus proposal evidence".into());
-                            }
-                            first.proposer
-                        }
-                    };
-                    if let Some(j) = self.nodes.iter().position(|n| n.key.public() == culprit) {
-                        if self.honest(j) {
-                            return Err(format!("honest node {j} equivocated: {e:?}"));
-                        }
-                    }
+                    self.check_evidence(&e)?;
                     self.report.evidence += 1;
                 }
             }
@@ -1089,28 +719,22 @@ impl Sim<'_> {
         }
     }
 
+    /// The application's answer to node `i`, which it gives at once.
+    fn answer(&mut self, i: usize, life: u64, input: Input<SimBlock>) {
+        self.push(
+            self.now,
+            Event::App {
+                node: i,
+                life,
+                input,
+            },
+        );
+    }
+
     fn broadcast(&mut self, from: usize, msg: Msg) {
         for to in 0..self.nodes.len() {
             if to != from {
                 self.send(from, to, msg.clone());
-            }
-        }
-    }
-
-    /// Sends `a` to a random half of the others and `b` to the rest, then the other
-    /// version one hop later: gossip relays what honest peers accepted, so everyone
-    /// eventually sees both, in an order the equivocator chose.
-    fn split(&mut self, from: usize, a: Msg, b: Msg) {
-        for to in 0..self.nodes.len() {
-            if to != from {
-                let (first, second) = if self.rng.chance(500) {
-                    (a.clone(), b.clone())
-                } else {
-                    (b.clone(), a.clone())
-                };
-                self.send(from, to, first);
-                let relay = self.s.latency_ms + self.rng.range(0, self.s.jitter_ms);
-                self.send_after(from, to, second, relay);
             }
         }
     }
@@ -1142,74 +766,5 @@ impl Sim<'_> {
                 },
             );
         }
-    }
-
-    /// One message of junk from a Byzantine validator to everyone.
-    fn garbage(&mut self, i: usize) {
-        let height = self.chain.last_key_value().map_or(1, |(h, _)| h + 1) + self.rng.range(0, 2);
-        let round = self.rng.range(0, 12) as u32;
-        let kind = if self.rng.chance(500) {
-            VoteKind::Prepare
-        } else {
-            VoteKind::Precommit
-        };
-        let random_hash = Hash256::digest(&self.rng.next_u64().to_be_bytes());
-        let key = self.nodes[i].key.clone();
-        let msg = match self.rng.range(0, 5) {
-            // Validly signed votes for random blocks and rounds: counted, and
-            // equivocations when they collide.
-            0 => Msg::Vote(Vote::sign(
-                CHAIN_ID,
-                &key,
-                kind,
-                height,
-                round,
-                Some(random_hash),
-            )),
-            // A forged vote in an honest validator's name.
-            1 => {
-                let victim = self.rng.range(0, self.nodes.len() as u64 - 1) as usize;
-                let mut v = Vote::sign(CHAIN_ID, &key, kind, height, round, Some(random_hash));
-                v.validator = self.nodes[victim].key.public();
-                v.signature = Signature([self.rng.next_u64() as u8; 64]);
-                Msg::Vote(v)
-            }
-            // A key outside the set.
-            2 => {
-                let outsider = Keypair::from_seed([self.rng.next_u64() as u8; 32]);
-                Msg::Vote(Vote::sign(CHAIN_ID, &outsider, kind, height, round, None))
-            }
-            // Another chain.
-            3 => Msg::Vote(Vote::sign("other-chain", &key, kind, height, round, None)),
-            // A proposal that may not be ours to make, for a block that may not match.
-            4 => {
-                let block = SimBlock {
-                    height,
-                    round,
-                    proposer: i,
-                    payload: self.rng.next_u64(),
-                    invalid: true,
-                };
-                let hash = if self.rng.chance(500) {
-                    block.hash()
-                } else {
-                    random_hash
-                };
-                Msg::Proposal(
-                    Proposal::sign(CHAIN_ID, &key, height, round, None, hash),
-                    block,
-                )
-            }
-            // A round far in the future.
-            _ => Msg::Vote(Vote::sign(
-                CHAIN_ID,
-                &key,
-                kind,
-                height,
-                u32::MAX - round,
-                None,
-            )),
-        };
-        self.broadcast(i, msg);
     }
 }

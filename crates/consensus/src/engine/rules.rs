@@ -1,0 +1,365 @@
+//! The rules of the algorithm, one function each, named after what they do and what fires
+//! them. [`HeightState::progress`] applies them in a fixed order until none fires; the
+//! timeout rules run when their timer fires, and `start_round` is StartRound (line 11).
+//! A rule returns true when it fired (and so changed the state), false when its
+//! condition does not hold, in which case it changed nothing.
+//!
+//! # Nil quorums
+//!
+//! Two rules act on 2/3 of the weight voting nil in the current round without waiting for
+//! a timer: a nil prepare quorum makes a validator still in the Propose step prepare nil
+//! (line 44 then precommits nil), and a nil precommit quorum starts the next round. Why
+//! this is safe:
+//!
+//! 1. Nothing in the paper's safety proof depends on when a timer fires. A timeout's only
+//!    effect is a nil vote (lines 57, 61) or StartRound(r + 1) (line 65), and an
+//!    asynchronous network can delay every other message of the round past any timer, so
+//!    the proof already covers a validator that votes nil or leaves round r at any moment,
+//!    whatever it saw or sent in r. These rules are such a timer firing early: the lock
+//!    and the valid value carry over unchanged, and the signer still refuses anything
+//!    older than what it signed.
+//! 2. Nothing is given up. Let f < T/3 be the faulty weight of total T. If nil has 2/3 of
+//!    the round's precommits (or prepares) and a block b had 2/3 too, the honest weight
+//!    behind each is at least 2T/3 − f (an equivocator's votes count for every value they
+//!    name, but only once toward the honest part); honest validators sign one vote per
+//!    slot, so these parts are disjoint and 2 × (2T/3 − f) ≤ T − f, i.e. f ≥ T/3: a
+//!    contradiction. So after a nil precommit quorum round r decides nothing, and after a
+//!    nil prepare quorum no honest validator locks in r and no proof of lock for r exists.
+//!    (Line 49 still scans every stored round, so a decision is never missed either way.)
+
+use super::cache::Validity;
+use super::rounds::RoundState;
+use super::{HeightState, Outbox};
+use crate::messages::{Output, Step};
+use crate::signer::STEP_PROPOSAL;
+use timecoin_types::{Certificate, Hash256, VoteKind};
+
+/// A rule: true when it fired.
+type Rule<B> = fn(&mut HeightState<B>, &mut Outbox<'_, B>) -> bool;
+
+impl<B: Clone + std::fmt::Debug> HeightState<B> {
+    /// Applies every rule whose condition holds until none does. The order is part of the
+    /// behaviour, since outputs come out in it: a decision first, then a round skip, then
+    /// the rules of the round in progress.
+    pub(super) fn progress(&mut self, out: &mut Outbox<'_, B>) {
+        let rules: [Rule<B>; 11] = [
+            Self::decide_on_precommit_quorum,
+            Self::skip_to_later_round,
+            Self::prepare_nil_on_nil_prepare_quorum,
+            Self::prepare_on_proposal,
+            Self::prepare_on_proposal_with_pol,
+            Self::precommit_on_prepare_quorum,
+            Self::timeout_prepare_on_any_quorum,
+            Self::precommit_nil_on_nil_prepare_quorum,
+            Self::next_round_on_nil_precommit_quorum,
+            Self::timeout_precommit_on_any_quorum,
+            Self::valid_value_on_newer_prepare_quorum,
+        ];
+        while !self.decided && rules.iter().any(|rule| rule(self, out)) {}
+    }
+
+    /// Line 11: StartRound. The proposer re-proposes its valid value, or asks the
+    /// application for a block.
+    pub(super) fn start_round(&mut self, out: &mut Outbox<'_, B>, round: u32) {
+        self.round = round;
+        self.step = Step::Propose;
+        self.prune_rounds();
+        self.round_state(round);
+        let already_proposed = out
+            .signer
+            .as_ref()
+            .is_some_and(|s| s.has_passed(self.height, round, STEP_PROPOSAL));
+        if self.is_our_turn(out) && !already_proposed {
+            let reuse = self
+                .valid
+                .and_then(|(vr, hash)| Some((vr, hash, self.valid_block(&hash)?)));
+            match reuse {
+                Some((vr, hash, block)) => self.propose(out, Some(vr), hash, block),
+                None => out.outputs.push(Output::BuildBlock {
+                    height: self.height,
+                    round,
+                }),
+            }
+        }
+        // Also for the proposer: the application may never answer BuildBlock.
+        self.schedule(out, Step::Propose);
+    }
+
+    /// Line 49: 2/3 of the weight precommitted one block in some round, current or not.
+    fn decide_on_precommit_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        let found = self.rounds.iter().find_map(|(r, rs)| {
+            let hash = rs.precommits.quorum_blocks(&self.validators).next()?;
+            Some((*r, rs, hash))
+        });
+        let Some((round, rs, hash)) = found else {
+            return false;
+        };
+        let certificate = Certificate::from_votes(
+            self.height,
+            round,
+            hash,
+            rs.precommits.votes_for(Some(hash)),
+        );
+        out.outputs.push(Output::Decide {
+            height: self.height,
+            round,
+            block_hash: hash,
+            block: self.block(&hash),
+            certificate,
+        });
+        self.decided = true;
+        // Nothing of the height is needed any more.
+        self.blocks.clear();
+        self.rounds.clear();
+        self.max_round_of.clear();
+        true
+    }
+
+    /// Line 55: members with more than a third of the weight are in later rounds, so at
+    /// least one honest validator is: go to the highest such round.
+    fn skip_to_later_round(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        let mut ahead: Vec<(u32, u64)> = self
+            .max_round_of
+            .iter()
+            .filter(|(_, r)| **r > self.round)
+            .map(|(k, r)| (*r, self.validators.weight_of(k)))
+            .collect();
+        ahead.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
+        let mut weight = 0u64;
+        for (round, w) in ahead {
+            weight = weight.saturating_add(w);
+            if self.validators.exceeds_one_third(weight) {
+                self.start_round(out, round);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Line 44 reached from the Propose step: 2/3 of the weight prepared nil, so no block
+    /// can gather a prepare quorum in this round (see "Nil quorums" in the module doc) and
+    /// waiting for the proposal only holds back the nil precommit that the others may
+    /// need to leave the round. Preparing nil is what the propose timeout would do; the
+    /// next pass precommits nil.
+    fn prepare_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Propose || !self.nil_quorum(VoteKind::Prepare) {
+            return false;
+        }
+        self.prepare(out, None);
+        true
+    }
+
+    /// Line 22: a fresh proposal, prepared when its block is valid and we are not locked
+    /// on another one.
+    fn prepare_on_proposal(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Propose {
+            return false;
+        }
+        let Some((hash, None, ok)) = self.judged_proposal() else {
+            return false;
+        };
+        let yes = ok && self.locked.is_none_or(|(_, l)| l == hash);
+        self.prepare(out, yes.then_some(hash));
+        true
+    }
+
+    /// Line 28: a re-proposal backed by a prepare quorum of its valid round, prepared when
+    /// its block is valid and our lock is no newer than that round (or on this block).
+    fn prepare_on_proposal_with_pol(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Propose {
+            return false;
+        }
+        let Some((hash, Some(vr), ok)) = self.judged_proposal() else {
+            return false;
+        };
+        let pol = self
+            .rounds
+            .get(&vr)
+            .is_some_and(|r| r.prepares.quorum_for(Some(hash), &self.validators));
+        let free = self.locked.is_none_or(|(_, l)| l == hash);
+        let yes = if pol {
+            ok && self.locked.is_none_or(|(lr, l)| lr <= vr || l == hash)
+        } else if free {
+            // Unlocked, or locked on this very block: line 22 would prepare it, so the
+            // POL (needed only to unlock) is not awaited. Waiting would stall rounds
+            // whenever a POL vote was lost, since gossip does not retransmit.
+            ok
+        } else {
+            return false;
+        };
+        self.prepare(out, yes.then_some(hash));
+        true
+    }
+
+    /// Line 36: a prepare quorum for the round's valid proposal, once per round: it
+    /// becomes the valid value and, if we are still preparing, the lock we precommit.
+    fn precommit_on_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step < Step::Prepare {
+            return false;
+        }
+        let Some(rs) = self.current() else {
+            return false;
+        };
+        let Some(hash) = rs.proposal.as_ref().map(|p| p.block_hash) else {
+            return false;
+        };
+        if rs.lock_rule_fired
+            || !rs.prepares.quorum_for(Some(hash), &self.validators)
+            || self.validity(&hash) != Some(Validity::Valid)
+        {
+            return false;
+        }
+        let round = self.round;
+        self.round_state(round).lock_rule_fired = true;
+        self.valid = Some((round, hash));
+        if self.step == Step::Prepare {
+            self.locked = Some((round, hash));
+            self.precommit(out, Some(hash));
+        } else {
+            self.persist_locks(out);
+        }
+        true
+    }
+
+    /// Line 34: 2/3 of any prepares (or later votes) while preparing: the prepare timer
+    /// starts, once per round.
+    fn timeout_prepare_on_any_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Prepare {
+            return false;
+        }
+        let Some(rs) = self.current() else {
+            return false;
+        };
+        // A precommit shows its sender is done preparing: counting it lets a validator
+        // that lost some prepares (a restarted validator cannot re-send a prepare it
+        // signed before its last precommit) still time out.
+        if rs.prepare_timeout_set
+            || !rs
+                .prepares
+                .quorum_of_any_with(&rs.precommits, &self.validators)
+        {
+            return false;
+        }
+        let round = self.round;
+        self.round_state(round).prepare_timeout_set = true;
+        self.schedule(out, Step::Prepare);
+        true
+    }
+
+    /// Line 44: 2/3 of the weight prepared nil while we prepare: precommit nil.
+    fn precommit_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Prepare || !self.nil_quorum(VoteKind::Prepare) {
+            return false;
+        }
+        self.precommit(out, None);
+        true
+    }
+
+    /// 2/3 of the weight precommitted nil: this round can decide nothing (see "Nil
+    /// quorums" in the module doc), so start the next one now instead of after the
+    /// precommit timeout, as CometBFT does. Our own precommit, if not sent yet, is not
+    /// needed by anyone: the quorum that moves the others on exists.
+    fn next_round_on_nil_precommit_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if !self.nil_quorum(VoteKind::Precommit) {
+            return false;
+        }
+        let Some(next) = self.round.checked_add(1) else {
+            return false;
+        };
+        self.start_round(out, next);
+        true
+    }
+
+    /// Line 47: 2/3 of any precommits: the precommit timer starts, once per round.
+    fn timeout_precommit_on_any_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        let Some(rs) = self.current() else {
+            return false;
+        };
+        if rs.precommit_timeout_set || !rs.precommits.quorum_of_any(&self.validators) {
+            return false;
+        }
+        let round = self.round;
+        self.round_state(round).precommit_timeout_set = true;
+        self.schedule(out, Step::Precommit);
+        true
+    }
+
+    /// A valid block with a prepare quorum in a round above the valid value's, up to the
+    /// current one, becomes the valid value. The paper only takes the current round's
+    /// (line 36); a proof of lock seen late, from a round the validator already left, is
+    /// just as good a value to re-propose (receivers check the quorum of its valid_round
+    /// themselves), and without it a lock whose proof reached only some validators could
+    /// stay unresolved.
+    fn valid_value_on_newer_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        let floor = self.valid.map(|(r, _)| r);
+        let newer = self
+            .rounds
+            .range(..=self.round)
+            .rev()
+            .take_while(|(r, _)| floor.is_none_or(|f| **r > f))
+            .find_map(|(r, rs)| {
+                let hash = rs
+                    .prepares
+                    .quorum_blocks(&self.validators)
+                    .find(|hash| self.validity(hash) == Some(Validity::Valid))?;
+                Some((*r, hash))
+            });
+        let Some(pol) = newer else {
+            return false;
+        };
+        self.valid = Some(pol);
+        self.persist_locks(out);
+        true
+    }
+
+    /// Line 57: no proposal in time: prepare nil. The timer then repeats for as long as
+    /// the round lasts (see [`Self::resend_on_propose_timeout`]).
+    pub(super) fn prepare_nil_on_propose_timeout(&mut self, out: &mut Outbox<'_, B>) {
+        self.prepare(out, None);
+        self.schedule(out, Step::Propose);
+    }
+
+    /// The propose timer fired again past the Propose step: the round is taking long, so
+    /// send again what gossip may have lost, and keep the timer going.
+    pub(super) fn resend_on_propose_timeout(&mut self, out: &mut Outbox<'_, B>) {
+        self.rebroadcast(out);
+        self.schedule(out, Step::Propose);
+    }
+
+    /// Line 61: no prepare quorum on one value in time: precommit nil.
+    pub(super) fn precommit_nil_on_prepare_timeout(&mut self, out: &mut Outbox<'_, B>) {
+        self.precommit(out, None);
+    }
+
+    /// Line 65: no decision in this round in time: the next round. False in the last
+    /// round there is.
+    pub(super) fn next_round_on_precommit_timeout(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        let Some(next) = self.round.checked_add(1) else {
+            return false;
+        };
+        self.start_round(out, next);
+        true
+    }
+
+    /// The round's proposal once the application judged its block: its hash, its valid
+    /// round and whether the block is valid.
+    fn judged_proposal(&self) -> Option<(Hash256, Option<u32>, bool)> {
+        let p = self.current()?.proposal.as_ref()?;
+        match self.validity(&p.block_hash)? {
+            Validity::Pending => None,
+            validity => Some((p.block_hash, p.valid_round, validity == Validity::Valid)),
+        }
+    }
+
+    /// True when 2/3 of the weight voted nil in the round in progress, in votes of `kind`.
+    fn nil_quorum(&self, kind: VoteKind) -> bool {
+        self.current()
+            .is_some_and(|rs| rs.votes(kind).quorum_for(None, &self.validators))
+    }
+
+    /// The state of the round in progress (it exists from its StartRound until the height
+    /// is decided).
+    fn current(&self) -> Option<&RoundState> {
+        self.rounds.get(&self.round)
+    }
+}

@@ -1,0 +1,131 @@
+//! Nil votes: the timers that cast them, the nil quorums that act without waiting for a
+//! timer, and the round timer that keeps re-sending while a round lasts.
+
+use super::*;
+
+#[test]
+fn timeouts_vote_nil_and_move_to_the_next_round() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let out = e.handle(timeout(1, 0, Step::Propose)).outputs;
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+    // The prepare timer starts only after 2/3 of any prepares.
+    let o = others(&net, me);
+    let out = net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, Some(&Blk(1)));
+    assert!(!schedules_any(&out));
+    let out = net.votes(&mut e, &o[1..2], VoteKind::Prepare, 1, 0, Some(&Blk(2)));
+    assert!(out.iter().any(|o| matches!(o, Output::ScheduleTimeout { timeout, after_ms: 500 } if timeout.step == Step::Prepare)));
+    let out = e.handle(timeout(1, 0, Step::Prepare)).outputs;
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
+    // 2/3 of any precommits, but no nil quorum (that would move on at once).
+    let mut out = net.votes(&mut e, &o[..1], VoteKind::Precommit, 1, 0, None);
+    out.extend(net.votes(&mut e, &o[1..2], VoteKind::Precommit, 1, 0, Some(&Blk(1))));
+    assert!(schedules(&out, Step::Precommit));
+    assert_eq!(e.round(), 0);
+    let out = e.handle(timeout(1, 0, Step::Precommit)).outputs;
+    assert_eq!((e.round(), e.step()), (1, Step::Propose));
+    // Round 1 waits longer.
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, after_ms: 1250 } if timeout.round == 1)
+    ));
+    // Stale timers do nothing.
+    assert!(ignored(&e.handle(timeout(1, 0, Step::Propose)).verdict));
+}
+
+#[test]
+fn nil_prepare_quorum_precommits_nil_at_once() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    e.handle(timeout(1, 0, Step::Propose));
+    let o = others(&net, me);
+    let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
+}
+
+#[test]
+fn nil_prepare_quorum_precommits_nil_at_once_from_the_propose_step() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
+    // No proposal and no timeout yet: 2/3 nil prepares alone make us prepare and
+    // precommit nil.
+    let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
+    assert!(sent_votes(&out).is_empty());
+    let out = net.votes(&mut e, &o[2..3], VoteKind::Prepare, 1, 0, None);
+    assert_eq!(
+        sent_votes(&out),
+        vec![(VoteKind::Prepare, 0, None), (VoteKind::Precommit, 0, None)]
+    );
+    assert_eq!(e.step(), Step::Precommit);
+    // A proposal arriving late changes nothing in this round.
+    let out = propose_valid(&net, &mut e, 1, 0, None, &Blk(4));
+    assert!(sent_votes(&out).is_empty());
+}
+
+#[test]
+fn nil_precommit_quorum_starts_the_next_round_at_once() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let o = others(&net, me);
+    e.handle(timeout(1, 0, Step::Propose));
+    let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
+    assert_eq!(e.round(), 0);
+    // Ours and one more nil precommit: half the weight, not yet a quorum.
+    let out = net.votes(&mut e, &o[..1], VoteKind::Precommit, 1, 0, None);
+    assert_eq!(e.round(), 0);
+    assert!(!schedules_any(&out));
+    // The third nil precommit: round 1 starts without a precommit timer.
+    let out = net.votes(&mut e, &o[1..2], VoteKind::Precommit, 1, 0, None);
+    assert_eq!((e.round(), e.step()), (1, Step::Propose));
+    assert!(!schedules(&out, Step::Precommit));
+    assert!(out.iter().any(
+        |o| matches!(o, Output::ScheduleTimeout { timeout, after_ms: 1250 } if timeout.round == 1 && timeout.step == Step::Propose)
+    ));
+    // The precommit timer of round 0, had it been set, would now be stale.
+    let stale = e.handle(timeout(1, 0, Step::Precommit));
+    assert!(ignored(&stale.verdict));
+}
+
+#[test]
+fn nil_precommit_quorum_moves_on_from_any_step_and_keeps_the_lock() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let a = Blk(3);
+    let (mut e, me) = locked_on(&net, &a);
+    let o = others(&net, me);
+    // Locked on `a` in round 0; round 1 sees 2/3 nil precommits before its proposal.
+    e.handle(timeout(1, 0, Step::Precommit));
+    assert_eq!((e.round(), e.step()), (1, Step::Propose));
+    let out = net.votes(&mut e, &o, VoteKind::Precommit, 1, 1, None);
+    // We never voted in round 1 and need not: round 2 starts.
+    assert!(sent_votes(&out).is_empty());
+    assert_eq!((e.round(), e.step()), (2, Step::Propose));
+    assert_eq!(e.signer().unwrap().state().locked, Some((0, hash_of(&a))));
+    // The lock still refuses a fresh proposal for another block.
+    let out = propose_valid(&net, &mut e, 1, 2, None, &Blk(9));
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 2, None)]);
+}
+
+#[test]
+fn invalid_block_gets_a_nil_prepare() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, _) = started(&net);
+    let b = Blk(5);
+    e.handle(net.proposal(1, 0, None, &b));
+    let out = e.handle(validated(1, &b, false)).outputs;
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+}
+
+#[test]
+fn the_round_timer_repeats_and_resends_our_votes() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, _) = started(&net);
+    let out = e.handle(timeout(1, 0, Step::Propose)).outputs;
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+    assert!(schedules(&out, Step::Propose));
+    // Still stuck when it fires again: the same vote again, nothing newly signed.
+    let out = e.handle(timeout(1, 0, Step::Propose)).outputs;
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
+    assert!(!out.iter().any(|o| matches!(o, Output::PersistSigner(_))));
+    assert!(schedules(&out, Step::Propose));
+}

@@ -1,0 +1,48 @@
+//! Restarts: the persisted signer state brings back the round, the step and the lock, and
+//! nothing signed before the crash is signed differently after it.
+
+use super::*;
+
+#[test]
+fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let me = net.non_proposer(1, 3);
+    let mut e = net.engine(Some(me));
+    let mut persisted = None;
+    let mut record = |out: &[Output<Blk>]| {
+        for o in out {
+            if let Output::PersistSigner(s) = o {
+                persisted = Some(s.clone());
+            }
+        }
+    };
+    record(&e.start_height(1, net.set.clone()));
+    let a = Blk(1);
+    record(&propose_valid(&net, &mut e, 1, 0, None, &a));
+    let o = others(&net, me);
+    record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a)));
+    let state = persisted.clone().unwrap();
+    assert_eq!(
+        (state.height, state.round, state.step),
+        (1, 0, STEP_PRECOMMIT)
+    );
+    assert_eq!(state.locked, Some((0, hash_of(&a))));
+    drop(e);
+
+    let signer = Signer::new(net.keys[me].clone(), Some(state));
+    let mut e: Engine<Blk> = Engine::new(CHAIN.into(), Config::default(), Some(signer));
+    let out = e.start_height(1, net.set.clone());
+    // Resumes in the stored round and step and re-sends the same precommit.
+    assert_eq!((e.round(), e.step()), (0, Step::Precommit));
+    assert_eq!(
+        sent_votes(&out),
+        vec![(VoteKind::Precommit, 0, Some(hash_of(&a)))]
+    );
+    // The prepare timeout of round 0 fires again after the restart: nothing is signed.
+    let out = e.handle(timeout(1, 0, Step::Prepare)).outputs;
+    assert!(sent_votes(&out).is_empty());
+    // Round 1 proposes another block: the lock survived, so the prepare is nil.
+    leave_round(&net, &mut e, &o[..2], 0);
+    let out = propose_valid(&net, &mut e, 1, 1, None, &Blk(2));
+    assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 1, None)]);
+}
