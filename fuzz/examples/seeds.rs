@@ -59,7 +59,8 @@ fn main() {
             address: Address::of(&keys[0].public()),
             amount: 1_000_000,
         }],
-        min_fee: 1,
+        min_fee_per_byte: 1,
+        min_output: 1,
         unbonding_blocks: 10,
     };
     let mut block = genesis.genesis_block();

@@ -7,7 +7,9 @@ use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
 use crate::store::{lookup_keeping_error, Store, StoreError};
 use crate::tx::Transaction;
-use crate::validate::{check_inputs, check_stake, BlockError, StakeChanges};
+use crate::validate::{
+    check_fee, check_inputs, check_not_in_future, check_stake, BlockError, StakeChanges,
+};
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS};
 use std::collections::HashSet;
 use timecoin_types::{Amount, Hash256, PublicKey};
@@ -18,7 +20,13 @@ const BUILD_MARGIN: usize = 1024;
 impl Store {
     /// Builds the block for tip + 1 from `candidates` in the given order (callers pass them
     /// best first), skipping any that no longer validate, conflict with an earlier pick or do
-    /// not fit the size limits. The time is raised to the parent's if it is earlier.
+    /// not fit the size limits.
+    ///
+    /// `time_ms` is the proposer's clock. The block's time is raised to the parent's time and
+    /// to the start of the height's slot if it is earlier; if that puts it more than
+    /// [`crate::MAX_CLOCK_DRIFT_MS`] ahead of `time_ms`, the proposer's own
+    /// [`Store::validate_block`] (and its peers') would refuse the block, so none is built:
+    /// [`StoreError::InvalidBlock`] with [`BlockError::TimeInFuture`].
     pub fn build_block(
         &self,
         genesis: &Genesis,
@@ -32,6 +40,10 @@ impl Store {
         let height = parent.height + 1;
         let lookups = snapshot.lookups()?;
         let mut changes = StakeChanges::default();
+        let block_time = time_ms
+            .max(parent.time_ms)
+            .max(genesis.slot_time_ms(height));
+        check_not_in_future(block_time, time_ms)?;
 
         let mut block = Block {
             header: BlockHeader {
@@ -41,7 +53,7 @@ impl Store {
                 round,
                 prev_hash: parent.hash,
                 proposer,
-                time_ms: time_ms.max(parent.time_ms),
+                time_ms: block_time,
                 tx_root: Hash256::ZERO,
                 full_tx_root: Hash256::ZERO,
                 rewards_root: Hash256::ZERO,
@@ -65,7 +77,7 @@ impl Store {
             let size = tx.encoded_len();
             if used + size > budget
                 || tx.inputs.iter().any(|i| spent.contains(&i.prev))
-                || self.checked.check(&tx, &genesis.chain_id).is_err()
+                || self.checked.check(&tx, genesis).is_err()
             {
                 continue;
             }
@@ -75,7 +87,7 @@ impl Store {
                 return Err(e);
             }
             let Ok(fee) = fee else { continue };
-            if fee < genesis.min_fee {
+            if check_fee(&tx, fee, genesis).is_err() {
                 continue;
             }
             let Some(new_fees) = fees.checked_add(fee) else {

@@ -1,7 +1,7 @@
 //! The genesis file: the chain's parameters, first validator set and initial allocations.
 
 use crate::block::{full_tx_root, rewards_root, tx_root, Block, BlockHeader};
-use crate::tx::{check_amounts, TxOutput};
+use crate::tx::{check_amounts, Transaction, TxOutput};
 use crate::MAX_BLOCK_BYTES;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -37,8 +37,20 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     /// Coins that exist at height 0.
     pub allocations: Vec<TxOutput>,
-    /// Smallest fee a transaction must pay, in base units per transaction.
-    pub min_fee: Amount,
+    /// Smallest fee rate a transaction must pay, in base units per byte of its canonical
+    /// encoding ([`Transaction::encoded_len`]); see [`Genesis::min_fee_for`]. Charging by
+    /// size prices what a transaction costs every node (bandwidth, block space, storage), so
+    /// a large transaction cannot fill blocks for the fee of a small one.
+    pub min_fee_per_byte: Amount,
+    /// Smallest amount, in base units, a transaction output may carry (staking outputs
+    /// included; block rewards and allocations are not transaction outputs). Files written
+    /// before the field existed get [`DEFAULT_MIN_OUTPUT`]; the default is not encoded, so
+    /// their genesis hash is unchanged.
+    #[serde(
+        default = "default_min_output",
+        skip_serializing_if = "is_default_min_output"
+    )]
+    pub min_output: Amount,
     /// Blocks a deregistered validator's collateral stays locked after it has left the set
     /// (it left at deregistration height + [`crate::ACTIVATION_DELAY`]). Files written before
     /// the field existed get [`DEFAULT_UNBONDING_BLOCKS`]; the default is not encoded, so
@@ -59,6 +71,24 @@ fn default_unbonding_blocks() -> u64 {
 
 fn is_default_unbonding_blocks(blocks: &u64) -> bool {
     *blocks == DEFAULT_UNBONDING_BLOCKS
+}
+
+/// Smallest output of a genesis that does not set one: 10,000 base units (0.0001 TIME).
+///
+/// Every unspent output costs every node a UTXO entry and an address-index entry until it is
+/// spent, and spending it takes an input of about 175 encoded bytes, paid at the fee rate.
+/// An output worth less than that is dust nobody will ever spend, kept by every node forever;
+/// without a floor a hostile sender could add thousands of one-base-unit outputs to every
+/// node's UTXO set per block for the price of their bytes. 10,000 base units is negligible
+/// as money, yet stays worth spending up to a fee rate of about 57 base units per byte.
+pub const DEFAULT_MIN_OUTPUT: Amount = 10_000;
+
+fn default_min_output() -> Amount {
+    DEFAULT_MIN_OUTPUT
+}
+
+fn is_default_min_output(amount: &Amount) -> bool {
+    *amount == DEFAULT_MIN_OUTPUT
 }
 
 /// Why a genesis could not be loaded, saved or accepted.
@@ -191,6 +221,14 @@ impl Genesis {
             transactions: Vec::new(),
             rewards: self.allocations.clone(),
         }
+    }
+
+    /// The smallest fee `tx` may pay: [`Genesis::min_fee_per_byte`] × its encoded size,
+    /// saturating at `u64::MAX` (which no fee can exceed, so an absurd rate refuses every
+    /// transaction instead of wrapping around to a cheap one).
+    pub fn min_fee_for(&self, tx: &Transaction) -> Amount {
+        let size = u64::try_from(tx.encoded_len()).unwrap_or(u64::MAX);
+        self.min_fee_per_byte.saturating_mul(size)
     }
 
     /// Hash of the whole genesis; two nodes with equal hashes run the same chain.

@@ -10,6 +10,11 @@
 //!
 //! Inputs may only spend outputs that exist in the UTXO set of the parent block: a block
 //! never spends an output created inside the same block.
+//!
+//! Fees are priced per encoded byte ([`Genesis::min_fee_for`]) and outputs carry at least
+//! [`Genesis::min_output`]. A block is dated no earlier than its slot and, as a proposal, no
+//! further than [`MAX_CLOCK_DRIFT_MS`] ahead of the receiver's clock. Every rejection says
+//! whether it holds on every node or only on this one ([`BlockError::is_local`]).
 
 #![warn(missing_docs)]
 
@@ -25,7 +30,9 @@ mod tx;
 mod validate;
 
 pub use block::{full_tx_root, reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
-pub use genesis::{Genesis, GenesisError, GenesisValidator, DEFAULT_UNBONDING_BLOCKS};
+pub use genesis::{
+    Genesis, GenesisError, GenesisValidator, DEFAULT_MIN_OUTPUT, DEFAULT_UNBONDING_BLOCKS,
+};
 pub use mempool::{Mempool, MempoolError};
 pub use rewards::{reward_outputs, subsidy};
 pub use stake::{
@@ -47,3 +54,13 @@ pub const MAX_TX_OUTPUTS: usize = 256;
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Most transactions in one block.
 pub const MAX_BLOCK_TRANSACTIONS: usize = 10_000;
+/// How far, in milliseconds, a proposed block's time may be ahead of the receiver's clock.
+///
+/// Honest validators' clocks disagree a little (NTP keeps them within tens of milliseconds;
+/// ten seconds leaves room for a badly synchronised host), but a proposer must not date its
+/// block far in the future: later blocks may not be older than their parent, so a block
+/// dated ahead would pull the chain's time ahead with it, and every time-based rule after it.
+/// Only proposals are checked ([`Store::validate_block`]); a finalized block is applied
+/// whatever the clock says, since a quorum accepted it and a node catching up after being
+/// offline, or with a wrong clock, must still follow the chain.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 10_000;

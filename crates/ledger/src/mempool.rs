@@ -1,5 +1,8 @@
 //! Transactions waiting for a block: deduplicated by txid, free of conflicts, ordered by fee
-//! rate and bounded in count and bytes.
+//! rate, bounded in count and bytes, and dropped after a time to live.
+//!
+//! The pool never reads a clock: the caller passes the time (milliseconds, any monotonic or
+//! wall clock, as long as it is the same one) at insertion and expiry.
 
 use crate::block::Block;
 use crate::stake::Stake;
@@ -91,36 +94,54 @@ impl Eq for Priority {}
 struct Entry {
     tx: Transaction,
     priority: Priority,
+    /// When it was admitted (the caller's clock, milliseconds).
+    admitted_ms: u64,
 }
 
 /// The pool of valid, unconfirmed transactions. The caller validates a transaction against
-/// the store before inserting it; the pool keeps the set free of conflicts.
+/// the store before inserting it; the pool keeps the set free of conflicts. Validation spends
+/// only finalized outputs, so no pooled transaction depends on another: removing one never
+/// invalidates the rest.
 pub struct Mempool {
     max_count: usize,
     max_bytes: usize,
+    ttl_ms: u64,
     bytes: usize,
     entries: HashMap<Hash256, Entry>,
     spenders: HashMap<OutPoint, Hash256>,
     by_priority: BTreeSet<Priority>,
+    /// (admission time, txid) of every entry, oldest first.
+    by_age: BTreeSet<(u64, Hash256)>,
 }
 
 impl Mempool {
-    /// An empty pool holding at most `max_count` transactions and `max_bytes` encoded bytes.
-    pub fn new(max_count: usize, max_bytes: usize) -> Mempool {
+    /// An empty pool holding at most `max_count` transactions and `max_bytes` encoded bytes,
+    /// each for `ttl_ms` milliseconds after its admission (see [`Mempool::expire`]). A
+    /// transaction that is never included (its fee rate is too low, or it became invalid in
+    /// a way no block reveals) would otherwise hold its inputs and its room forever.
+    pub fn new(max_count: usize, max_bytes: usize, ttl_ms: u64) -> Mempool {
         Mempool {
             max_count,
             max_bytes,
+            ttl_ms,
             bytes: 0,
             entries: HashMap::new(),
             spenders: HashMap::new(),
             by_priority: BTreeSet::new(),
+            by_age: BTreeSet::new(),
         }
     }
 
-    /// Adds a validated transaction paying `fee`. Refuses duplicates and conflicts with
-    /// pooled transactions; when full, evicts the lowest fee rates if the new transaction
-    /// pays more per byte than each of them, else refuses it. Returns the txid.
-    pub fn insert(&mut self, tx: Transaction, fee: Amount) -> Result<Hash256, MempoolError> {
+    /// Adds a validated transaction paying `fee`, admitted at `now_ms`. Refuses duplicates
+    /// and conflicts with pooled transactions; when full, evicts the lowest fee rates if the
+    /// new transaction pays more per byte than each of them, else refuses it. Returns the
+    /// txid.
+    pub fn insert(
+        &mut self,
+        tx: Transaction,
+        fee: Amount,
+        now_ms: u64,
+    ) -> Result<Hash256, MempoolError> {
         let txid = tx.txid();
         if self.entries.contains_key(&txid) {
             return Err(MempoolError::Duplicate(txid));
@@ -168,8 +189,34 @@ impl Mempool {
         }
         self.bytes += size;
         self.by_priority.insert(priority);
-        self.entries.insert(txid, Entry { tx, priority });
+        self.by_age.insert((now_ms, txid));
+        self.entries.insert(
+            txid,
+            Entry {
+                tx,
+                priority,
+                admitted_ms: now_ms,
+            },
+        );
         Ok(txid)
+    }
+
+    /// Drops every transaction whose time to live has run out at `now_ms` (admitted at `t`,
+    /// it expires once `now_ms >= t + ttl_ms`, saturating, so a TTL of `u64::MAX` never
+    /// runs out), with its spent outputs, bytes and rank, and returns how many were dropped.
+    /// Call it periodically (on each new block, say).
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let mut expired = Vec::new();
+        for &(admitted_ms, txid) in &self.by_age {
+            if admitted_ms.saturating_add(self.ttl_ms) > now_ms {
+                break;
+            }
+            expired.push(txid);
+        }
+        for txid in &expired {
+            self.remove(txid);
+        }
+        expired.len()
     }
 
     /// Up to `max_count` transactions totalling at most `max_bytes`, highest fee rate first;
@@ -231,6 +278,7 @@ impl Mempool {
                 self.spenders.remove(&input.prev);
             }
             self.by_priority.remove(&entry.priority);
+            self.by_age.remove(&(entry.admitted_ms, *txid));
             self.bytes -= entry.priority.size;
         }
     }

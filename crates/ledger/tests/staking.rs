@@ -9,7 +9,7 @@ use common::*;
 use timecoin_ledger::{
     possession_digest, reward_outputs, subsidy, Block, BlockError, Genesis, OutPoint, Stake,
     StoreError, Transaction, TxError, TxOutput, ACTIVATION_DELAY, DEFAULT_UNBONDING_BLOCKS,
-    MIN_COLLATERAL,
+    MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
 };
 use timecoin_types::{codec, Address, Amount, Keypair, Validator, COIN};
 
@@ -107,7 +107,10 @@ fn forced_block(chain: &Chain, txs: Vec<Transaction>, fees: Amount) -> Block {
 /// `validate_block` and `apply_block` both refuse `block` with `error`, and the tip stays.
 fn refused(chain: &Chain, block: &Block, error: TxError) {
     let tip = chain.store.tip().unwrap();
-    match chain.store.validate_block(block, &chain.genesis) {
+    match chain
+        .store
+        .validate_block(block, &chain.genesis, chain.now())
+    {
         Err(BlockError::Transaction { error: got, .. }) => assert_eq!(got, error),
         other => panic!("validate_block: expected {error:?}, got {other:?}"),
     }
@@ -121,7 +124,7 @@ fn refused(chain: &Chain, block: &Block, error: TxError) {
 }
 
 fn check(chain: &Chain, tx: &Transaction) -> Result<Amount, TxError> {
-    chain.store.validate_transaction(tx, CHAIN, MIN_FEE)
+    chain.store.validate_transaction(tx, &chain.genesis)
 }
 
 /// A chain on which the joiner's registration of the minimum collateral is final, and its
@@ -550,4 +553,19 @@ fn a_registration_that_would_overflow_the_total_weight_is_refused() {
     let chain = Chain::with_genesis(genesis);
     let tx = registration(&chain, &joiner(), MIN_COLLATERAL);
     refused_everywhere(&chain, &tx, TxError::WeightOverflow);
+}
+
+#[test]
+fn a_staking_output_is_held_to_the_minimum_output_too() {
+    let chain = Chain::with_genesis(Genesis {
+        min_output: MIN_COLLATERAL + 1,
+        ..common::genesis()
+    });
+    let tx = registration(&chain, &joiner(), MIN_COLLATERAL);
+    let error = TxError::OutputTooSmall {
+        index: STAKE_OUTPUT_INDEX as usize,
+        amount: MIN_COLLATERAL,
+        min: MIN_COLLATERAL + 1,
+    };
+    refused_everywhere(&chain, &tx, error);
 }

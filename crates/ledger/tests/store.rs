@@ -7,7 +7,7 @@ use common::*;
 use std::sync::Arc;
 use timecoin_ledger::{
     reward_outpoint, reward_outputs, subsidy, BlockError, Genesis, GenesisError, OutPoint, Store,
-    StoreError, TxError, TxOutput,
+    StoreError, TxError, TxOutput, DEFAULT_MIN_OUTPUT,
 };
 use timecoin_types::{Address, CertificateError, Hash256, Keypair, COIN};
 
@@ -57,7 +57,7 @@ fn genesis_is_stored_once_and_other_geneses_are_refused() {
     assert_eq!(chain.store.tip().unwrap().0, 0);
 
     let mut other = chain.genesis.clone();
-    other.min_fee += 1;
+    other.min_fee_per_byte += 1;
     assert!(matches!(
         chain.store.init_genesis(&other),
         Err(StoreError::GenesisMismatch { .. })
@@ -99,7 +99,7 @@ fn applying_blocks_moves_coins_pays_rewards_and_indexes_everything() {
     let tx = chain.spend_allocation(0, address(&bob), 7 * COIN);
     let fee = chain
         .store
-        .validate_transaction(&tx, CHAIN, MIN_FEE)
+        .validate_transaction(&tx, &chain.genesis)
         .unwrap();
     assert_eq!(fee, MIN_FEE);
     let block = chain.commit(vec![tx.clone()]);
@@ -155,7 +155,7 @@ fn applying_blocks_moves_coins_pays_rewards_and_indexes_everything() {
     // The spent allocation cannot be spent again.
     let again = chain.spend_allocation(0, address(&bob), COIN);
     assert_eq!(
-        chain.store.validate_transaction(&again, CHAIN, MIN_FEE),
+        chain.store.validate_transaction(&again, &chain.genesis),
         Err(TxError::MissingInput(chain.allocation(0)))
     );
     assert_eq!(chain.store.validator_set(2).unwrap(), set);
@@ -334,14 +334,18 @@ fn build_block_skips_candidates_that_do_not_validate() {
         COIN,
         MIN_FEE,
     );
-    let cheap = chain.pay(
-        chain.allocation(1),
-        &chain.wallet,
-        ALLOCATION,
-        address(&dave),
-        COIN,
-        MIN_FEE - 1,
-    );
+    let paying = |fee| {
+        chain.pay(
+            chain.allocation(1),
+            &chain.wallet,
+            ALLOCATION,
+            address(&dave),
+            COIN,
+            fee,
+        )
+    };
+    let cheap = paying(chain.genesis.min_fee_for(&paying(0)) - 1);
+    let dust = chain.spend_allocation(3, address(&dave), DEFAULT_MIN_OUTPUT - 1);
     let mut forged = chain.spend_allocation(2, address(&dave), COIN);
     forged.inputs[0].signature.0[0] ^= 1;
     let stranger = chain.pay(
@@ -358,12 +362,18 @@ fn build_block_skips_candidates_that_do_not_validate() {
         conflicting,
         unknown,
         cheap,
+        dust,
         forged,
         stranger,
         also_good.clone(),
     ]);
     assert_eq!(block.transactions, vec![good, also_good]);
-    assert_eq!(chain.store.validate_block(&block, &chain.genesis), Ok(()));
+    assert_eq!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Ok(())
+    );
 }
 
 #[test]
@@ -431,7 +441,13 @@ fn readers_on_other_threads_see_whole_blocks_only() {
                 .proposer(height, 0)
                 .public_key;
             let block = store
-                .build_block(&chain.genesis, 0, proposer, 0, vec![tx])
+                .build_block(
+                    &chain.genesis,
+                    0,
+                    proposer,
+                    chain.genesis.slot_time_ms(height),
+                    vec![tx],
+                )
                 .unwrap();
             store
                 .apply_block(&block, &chain.certify(&block), &chain.genesis)
@@ -531,4 +547,25 @@ fn genesis_file_round_trips_and_bad_files_are_refused() {
         Genesis::load(&dir.path().join("missing.json")),
         Err(GenesisError::Io { .. })
     ));
+}
+
+#[test]
+fn genesis_files_without_a_minimum_output_load_with_the_default_and_keep_their_hash() {
+    let genesis = genesis();
+    assert_eq!(genesis.min_output, DEFAULT_MIN_OUTPUT);
+    let old_style = serde_json::to_value(&genesis).unwrap();
+    assert!(old_style.get("min_output").is_none());
+    assert_eq!(old_style["min_fee_per_byte"], MIN_FEE_PER_BYTE);
+    let loaded: Genesis = serde_json::from_value(old_style).unwrap();
+    assert_eq!(loaded, genesis);
+    assert_eq!(loaded.hash(), genesis.hash());
+
+    let custom = Genesis {
+        min_output: 1,
+        ..genesis.clone()
+    };
+    let json = serde_json::to_value(&custom).unwrap();
+    assert_eq!(json["min_output"], 1);
+    assert_eq!(serde_json::from_value::<Genesis>(json).unwrap(), custom);
+    assert_ne!(custom.hash(), genesis.hash());
 }

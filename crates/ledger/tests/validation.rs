@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use timecoin_ledger::{
     check_block_body, check_transaction_stateless, reward_outpoint, Block, BlockError, Genesis,
-    OutPoint, Transaction, TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS,
+    OutPoint, StoreError, Transaction, TxError, TxOutput, MAX_BLOCK_TRANSACTIONS, MAX_TX_INPUTS,
     MAX_TX_OUTPUTS,
 };
 use timecoin_types::{Address, Hash256, Keypair, COIN};
@@ -125,14 +125,14 @@ fn tx_spending_unknown_or_spent_outputs() {
     assert_eq!(
         chain
             .store
-            .validate_transaction(&wallet_tx(vec![unknown], vec![out(1)]), CHAIN, MIN_FEE),
+            .validate_transaction(&wallet_tx(vec![unknown], vec![out(COIN)]), &chain.genesis),
         Err(TxError::MissingInput(unknown))
     );
     let tx = chain.spend_allocation(0, someone(), COIN);
     chain.commit(vec![tx]);
     let again = chain.spend_allocation(0, someone(), 2 * COIN);
     assert_eq!(
-        chain.store.validate_transaction(&again, CHAIN, MIN_FEE),
+        chain.store.validate_transaction(&again, &chain.genesis),
         Err(TxError::MissingInput(chain.allocation(0)))
     );
 }
@@ -151,7 +151,7 @@ fn tx_signed_by_a_key_that_does_not_own_the_output() {
     );
     assert_eq!(stateless(&tx), Ok(()));
     assert_eq!(
-        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        chain.store.validate_transaction(&tx, &chain.genesis),
         Err(TxError::WrongOwner {
             index: 0,
             key_address: Address::of(&thief.public()),
@@ -165,7 +165,7 @@ fn tx_paying_more_than_its_inputs() {
     let chain = Chain::new();
     let tx = wallet_tx(vec![chain.allocation(0)], vec![out(ALLOCATION + 1)]);
     assert_eq!(
-        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        chain.store.validate_transaction(&tx, &chain.genesis),
         Err(TxError::InsufficientFunds {
             inputs: ALLOCATION,
             outputs: ALLOCATION + 1
@@ -176,25 +176,171 @@ fn tx_paying_more_than_its_inputs() {
 #[test]
 fn tx_with_a_fee_below_the_minimum() {
     let chain = Chain::new();
-    let tx = chain.pay(
+    let paying = |fee| {
+        chain.pay(
+            chain.allocation(0),
+            &chain.wallet,
+            ALLOCATION,
+            someone(),
+            COIN,
+            fee,
+        )
+    };
+    // The size does not depend on the fee: the change stays a 9-byte CBOR integer.
+    let size = paying(0).encoded_len();
+    let min = MIN_FEE_PER_BYTE * size as u64;
+    assert_eq!(chain.genesis.min_fee_for(&paying(0)), min);
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&paying(min - 1), &chain.genesis),
+        Err(TxError::FeeTooLow {
+            fee: min - 1,
+            min,
+            size
+        })
+    );
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&paying(min), &chain.genesis),
+        Ok(min)
+    );
+}
+
+/// The minimum is per byte: the fee enough for a transfer is too little for the same
+/// transfer with more outputs, and the rate scales it.
+#[test]
+fn the_minimum_fee_grows_with_the_size_and_the_rate() {
+    let chain = Chain::with_genesis(Genesis {
+        min_fee_per_byte: 10,
+        ..genesis()
+    });
+    let with_outputs = |outputs: usize, fee: u64| {
+        let mut outs = vec![out(COIN); outputs];
+        outs.push(TxOutput {
+            address: address(&chain.wallet),
+            amount: ALLOCATION - outputs as u64 * COIN - fee,
+        });
+        wallet_tx(vec![chain.allocation(0)], outs)
+    };
+    let small = with_outputs(1, 0).encoded_len() as u64;
+    let large = with_outputs(5, 0).encoded_len() as u64;
+    assert!(large > small);
+    assert_eq!(chain.genesis.min_fee_for(&with_outputs(1, 0)), 10 * small);
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&with_outputs(1, 10 * small), &chain.genesis),
+        Ok(10 * small)
+    );
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&with_outputs(5, 10 * small), &chain.genesis),
+        Err(TxError::FeeTooLow {
+            fee: 10 * small,
+            min: 10 * large,
+            size: large as usize
+        })
+    );
+    // Block building leaves out the underpaying one; validation refuses a block with it.
+    let underpaid = with_outputs(5, 10 * small);
+    assert!(chain.build(vec![underpaid.clone()]).transactions.is_empty());
+    let mut block = chain.build(vec![]);
+    block.transactions.push(underpaid);
+    reseal(&mut block);
+    assert!(matches!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Err(BlockError::Transaction {
+            error: TxError::FeeTooLow { .. },
+            ..
+        })
+    ));
+
+    // A rate so high the product overflows saturates instead of wrapping.
+    let absurd = Genesis {
+        min_fee_per_byte: u64::MAX / 2,
+        ..genesis()
+    };
+    assert_eq!(absurd.min_fee_for(&with_outputs(1, 0)), u64::MAX);
+}
+
+#[test]
+fn tx_with_an_output_below_the_minimum() {
+    let chain = Chain::new();
+    let min = chain.genesis.min_output;
+    let paying = |amount| chain.spend_allocation(0, someone(), amount);
+    let small = paying(min - 1);
+    // Not a stateless rule: the minimum is the genesis's.
+    assert_eq!(stateless(&small), Ok(()));
+    let error = TxError::OutputTooSmall {
+        index: 0,
+        amount: min - 1,
+        min,
+    };
+    assert_eq!(
+        chain.store.validate_transaction(&small, &chain.genesis),
+        Err(error.clone())
+    );
+    assert!(chain.build(vec![small.clone()]).transactions.is_empty());
+    let mut block = chain.build(vec![]);
+    block.transactions.push(small);
+    reseal(&mut block);
+    let refused = BlockError::Transaction {
+        index: 0,
+        txid: block.transactions[0].txid(),
+        error,
+    };
+    assert_eq!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Err(refused.clone())
+    );
+    assert!(matches!(
+        chain.apply_certified(&block),
+        Err(StoreError::InvalidBlock(e)) if e == refused
+    ));
+
+    // Exactly the minimum is enough; change below it is refused as well.
+    assert_eq!(
+        chain
+            .store
+            .validate_transaction(&paying(min), &chain.genesis),
+        Ok(MIN_FEE)
+    );
+    let small_change = chain.pay(
         chain.allocation(0),
         &chain.wallet,
         ALLOCATION,
         someone(),
-        COIN,
-        MIN_FEE - 1,
+        ALLOCATION - MIN_FEE - 1,
+        MIN_FEE,
     );
     assert_eq!(
-        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
-        Err(TxError::FeeTooLow {
-            fee: MIN_FEE - 1,
-            min: MIN_FEE
+        chain
+            .store
+            .validate_transaction(&small_change, &chain.genesis),
+        Err(TxError::OutputTooSmall {
+            index: 1,
+            amount: 1,
+            min
         })
     );
-    assert_eq!(
-        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE - 1),
-        Ok(MIN_FEE - 1)
-    );
+}
+
+#[test]
+fn reward_outputs_are_not_held_to_the_minimum_output() {
+    let chain = Chain::with_genesis(Genesis {
+        min_output: u64::MAX,
+        ..genesis()
+    });
+    let block = chain.commit(vec![]);
+    assert!(!block.rewards.is_empty());
+    assert!(block.rewards.iter().all(|o| o.amount < u64::MAX));
 }
 
 #[test]
@@ -214,10 +360,10 @@ fn tx_whose_inputs_overflow() {
     assert!(!block.rewards.is_empty());
     let tx = wallet_tx(
         vec![reward_outpoint(0, 0), reward_outpoint(1, 0)],
-        vec![out(1)],
+        vec![out(COIN)],
     );
     assert_eq!(
-        chain.store.validate_transaction(&tx, CHAIN, MIN_FEE),
+        chain.store.validate_transaction(&tx, &chain.genesis),
         Err(TxError::InputOverflow)
     );
 }
@@ -227,7 +373,12 @@ fn valid_block() -> (Chain, Block) {
     let chain = Chain::new();
     chain.commit(vec![]);
     let block = chain.build(vec![chain.spend_allocation(0, someone(), COIN)]);
-    assert_eq!(chain.store.validate_block(&block, &chain.genesis), Ok(()));
+    assert_eq!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Ok(())
+    );
     (chain, block)
 }
 
@@ -235,7 +386,9 @@ fn valid_block() -> (Chain, Block) {
 fn check_edited(edit: impl FnOnce(&Chain, &mut Block)) -> Result<(), BlockError> {
     let (chain, mut block) = valid_block();
     edit(&chain, &mut block);
-    chain.store.validate_block(&block, &chain.genesis)
+    chain
+        .store
+        .validate_block(&block, &chain.genesis, chain.now())
 }
 
 #[test]
@@ -290,10 +443,25 @@ fn block_committing_to_another_validator_set() {
 
 #[test]
 fn block_older_than_its_parent() {
-    assert!(matches!(
-        check_edited(|chain, block| block.header.time_ms = chain.genesis.genesis_time_ms),
-        Err(BlockError::TimeBeforeParent { .. })
-    ));
+    // The parent is dated 5 s late, past the next slot's start: a block at its own slot's
+    // start is then in its slot but before its parent.
+    let chain = Chain::new();
+    let late = chain.now() + 5_000;
+    chain
+        .apply_certified(&chain.build_at(vec![], late).unwrap())
+        .unwrap();
+    let mut block = chain.build(vec![]);
+    assert_eq!(block.header.time_ms, late);
+    block.header.time_ms = chain.now();
+    assert_eq!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Err(BlockError::TimeBeforeParent {
+            time_ms: chain.now(),
+            parent_ms: late
+        })
+    );
 }
 
 #[test]
@@ -349,7 +517,9 @@ fn block_with_a_changed_signature() {
         Err(BlockError::FullTxRootMismatch)
     );
     assert_eq!(
-        chain.store.validate_block(&block, &chain.genesis),
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
         Err(BlockError::FullTxRootMismatch)
     );
 }
@@ -405,7 +575,7 @@ fn block_with_an_invalid_transaction() {
         check_edited(|_, block| {
             block
                 .transactions
-                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(1)]));
+                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(COIN)]));
             reseal(block);
         }),
         Err(BlockError::Transaction {
@@ -424,7 +594,9 @@ fn block_spending_one_output_twice() {
         .push(chain.spend_allocation(0, someone(), 3 * COIN));
     reseal(&mut block);
     assert_eq!(
-        chain.store.validate_block(&block, &chain.genesis),
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
         Err(BlockError::DoubleSpend {
             index: 1,
             outpoint: chain.allocation(0)
@@ -458,13 +630,97 @@ fn block_with_wrong_rewards() {
 fn block_checked_against_another_genesis() {
     let (chain, block) = valid_block();
     let other = Genesis {
-        min_fee: 0,
+        min_fee_per_byte: 0,
         ..chain.genesis.clone()
     };
     assert!(matches!(
-        chain.store.validate_block(&block, &other),
+        chain.store.validate_block(&block, &other, chain.now()),
         Err(BlockError::WrongGenesis { .. })
     ));
+}
+
+/// Blocks invalid on every node say so (a peer sending one may be penalised); blocks refused
+/// because of this node's state or clock do not.
+#[test]
+fn rejections_say_whether_they_depend_on_the_receiver() {
+    let tampered_tx = |block: &mut Block| {
+        block.transactions[0].inputs[0].signature.0[0] ^= 1;
+        reseal(block);
+    };
+    let everywhere: Vec<Result<(), BlockError>> = vec![
+        check_edited(|_, block| block.header.chain_id = "elsewhere".into()),
+        check_edited(|_, block| block.transactions.clear()),
+        check_edited(|_, block| block.transactions[0].inputs[0].signature.0[5] ^= 0x20),
+        check_edited(|_, block| block.rewards.clear()),
+        check_edited(|chain, block| block.header.time_ms = chain.now() - 1),
+        check_edited(|_, block| tampered_tx(block)),
+        check_edited(|chain, block| {
+            block
+                .transactions
+                .push(chain.spend_allocation(0, someone(), 3 * COIN));
+            reseal(block);
+        }),
+        check_edited(|chain, block| {
+            block
+                .transactions
+                .push(chain.spend_allocation(1, someone(), 1));
+            reseal(block);
+        }),
+    ];
+    for result in everywhere {
+        let error = result.unwrap_err();
+        assert!(!error.is_local(), "{error:?}");
+    }
+
+    let (chain, block) = valid_block();
+    let here: Vec<Result<(), BlockError>> = vec![
+        check_edited(|_, block| block.header.height = 3),
+        check_edited(|chain, block| block.header.prev_hash = chain.genesis.genesis_block().hash()),
+        check_edited(|_, block| block.header.version = 2),
+        check_edited(|_, block| block.header.round = 1),
+        check_edited(|_, block| block.header.validator_set_hash = Hash256::ZERO),
+        check_edited(|_, block| block.header.next_validator_set_hash = Hash256::ZERO),
+        check_edited(|_, block| {
+            block
+                .transactions
+                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(COIN)]));
+            reseal(block);
+        }),
+        check_edited(|chain, block| {
+            block.transactions.push(chain.pay(
+                chain.allocation(1),
+                &chain.wallet,
+                ALLOCATION,
+                someone(),
+                COIN,
+                1,
+            ));
+            reseal(block);
+        }),
+        check_edited(|_, block| {
+            block.rewards[0].amount += 1;
+            reseal(block);
+        }),
+        chain.store.validate_block(
+            &block,
+            &chain.genesis,
+            block.header.time_ms - timecoin_ledger::MAX_CLOCK_DRIFT_MS - 1,
+        ),
+        chain.store.validate_block(
+            &block,
+            &Genesis {
+                min_fee_per_byte: 0,
+                ..chain.genesis.clone()
+            },
+            chain.now(),
+        ),
+    ];
+    for result in here {
+        let error = result.unwrap_err();
+        assert!(error.is_local(), "{error:?}");
+    }
+    assert!(BlockError::Storage("disk".into()).is_local());
+    assert!(TxError::Storage("disk".into()).is_local());
 }
 
 mod properties {

@@ -106,8 +106,10 @@ impl Store {
     /// Applies a finalized block and its certificate in one write transaction: the block by
     /// height and hash, the certificate, spent and new UTXOs, the transaction index, the next
     /// height's validator set and the tip. Refuses a block that is not tip + 1, whose
-    /// certificate does not verify against the height's set, or that is invalid; a refused
-    /// block leaves the store untouched.
+    /// certificate does not verify against the height's set, or that is invalid (as
+    /// [`Store::validate_block`] but for the bound on the time ahead of the clock: a
+    /// finalized block is applied whenever it arrives); a refused block leaves the store
+    /// untouched.
     pub fn apply_block(
         &self,
         block: &Block,
@@ -131,7 +133,9 @@ impl Store {
             let next_set = read_set(&sets, height + 1)?;
             let hash = block.hash();
             certificate.verify_for(&genesis.chain_id, &set, height, &hash)?;
-            check_block_shape(block, genesis, &tip.parent(&set, &next_set), &self.checked)?;
+            // No clock bound: the block is final, and may be old (catching up).
+            let parent = tip.parent(&set, &next_set);
+            check_block_shape(block, genesis, &parent, None, &self.checked)?;
 
             // Spending writes as it goes: a later failure (a double spend, wrong rewards)
             // returns before commit and the dropped transaction discards these writes.

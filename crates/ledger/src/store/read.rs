@@ -12,7 +12,8 @@ use crate::genesis::Genesis;
 use crate::stake::{StakeRecord, ACTIVATION_DELAY};
 use crate::tx::{OutPoint, Transaction, TxOutput};
 use crate::validate::{
-    check_block_shape, check_inputs, check_stake, BlockError, Parent, StakeChanges, TxError,
+    check_block_shape, check_fee, check_inputs, check_stake, BlockError, Parent, StakeChanges,
+    TxError,
 };
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 use timecoin_types::{Address, Amount, Certificate, Hash256, ValidatorSet};
@@ -217,15 +218,17 @@ impl Store {
             .map(Some)
     }
 
-    /// Checks a transaction statelessly and against the current UTXO set and staking state
-    /// (as if in the block at tip + 1), and returns its fee (at least `min_fee`).
+    /// Checks a transaction statelessly, against `genesis`'s minimum output and fee rate, and
+    /// against the current UTXO set and staking state (as if in the block at tip + 1), and
+    /// returns its fee (at least [`Genesis::min_fee_for`] the transaction). `genesis` must be
+    /// the store's: unlike a block, a transaction is not checked against the stored genesis
+    /// hash, which would cost a hash of the whole genesis per transaction.
     pub fn validate_transaction(
         &self,
         tx: &Transaction,
-        chain_id: &str,
-        min_fee: Amount,
+        genesis: &Genesis,
     ) -> Result<Amount, TxError> {
-        self.checked.check(tx, chain_id)?;
+        self.checked.check(tx, genesis)?;
         let storage = |e: StoreError| TxError::Storage(e.to_string());
         let txn = self.db.begin_read().map_err(|e| storage(e.into()))?;
         let tip =
@@ -250,16 +253,23 @@ impl Store {
         let fee = check_inputs(tx, |op| {
             read_record(&utxos, op, TxOutput::from_bytes).map_err(storage)
         })?;
-        if fee < min_fee {
-            return Err(TxError::FeeTooLow { fee, min: min_fee });
-        }
+        check_fee(tx, fee, genesis)?;
         Ok(fee)
     }
 
-    /// Checks that `block` is a valid next block (tip + 1) under `genesis`: header, proposer,
-    /// roots, validator set, sizes, every transaction, no double spend, exact rewards.
-    pub fn validate_block(&self, block: &Block, genesis: &Genesis) -> Result<(), BlockError> {
-        self.validate_block_inner(block, genesis)
+    /// Checks that proposal `block` is a valid next block (tip + 1) under `genesis`: header,
+    /// proposer, roots, validator set, sizes, a time from its slot's start to at most
+    /// [`crate::MAX_CLOCK_DRIFT_MS`] past `now_ms` (the receiver's clock, milliseconds since
+    /// the Unix epoch), every transaction, no double spend, exact rewards.
+    /// [`BlockError::is_local`] tells a block invalid everywhere from one refused because of
+    /// this node's state or clock.
+    pub fn validate_block(
+        &self,
+        block: &Block,
+        genesis: &Genesis,
+        now_ms: u64,
+    ) -> Result<(), BlockError> {
+        self.validate_block_inner(block, genesis, now_ms)
             .map_err(|e| match e {
                 StoreError::InvalidBlock(e) => e,
                 StoreError::GenesisMismatch { stored, given } => {
@@ -269,9 +279,20 @@ impl Store {
             })
     }
 
-    fn validate_block_inner(&self, block: &Block, genesis: &Genesis) -> Result<(), StoreError> {
+    fn validate_block_inner(
+        &self,
+        block: &Block,
+        genesis: &Genesis,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let snapshot = self.snapshot(genesis)?;
-        check_block_shape(block, genesis, &snapshot.parent(), &self.checked)?;
+        check_block_shape(
+            block,
+            genesis,
+            &snapshot.parent(),
+            Some(now_ms),
+            &self.checked,
+        )?;
         let lookups = snapshot.lookups()?;
         let (_, changes) = check_spends(
             block,

@@ -1,5 +1,7 @@
 //! Why a transaction or a block was rejected: one variant per rule, so that every refusal
-//! (from the mempool check, block validation or apply) names its own reason.
+//! (from the mempool check, block validation or apply) names its own reason, and says
+//! whether it is a fact about the transaction or block alone or only about it on this node
+//! ([`TxError::is_local`], [`BlockError::is_local`]).
 
 use crate::tx::{OutPoint, TxOutput};
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS};
@@ -59,13 +61,26 @@ pub enum TxError {
         /// Sum of new outputs.
         outputs: Amount,
     },
-    /// The fee is below the chain's minimum.
-    #[error("fee {fee} is below the minimum {min}")]
+    /// An output carries less than the genesis's [`crate::Genesis::min_output`].
+    #[error("output {index} of {amount} is below the minimum output {min}")]
+    OutputTooSmall {
+        /// Output position.
+        index: usize,
+        /// Its amount.
+        amount: Amount,
+        /// The genesis's minimum.
+        min: Amount,
+    },
+    /// The fee is below the chain's minimum for the transaction's size
+    /// ([`crate::Genesis::min_fee_for`]).
+    #[error("fee {fee} is below the minimum {min} for {size} bytes")]
     FeeTooLow {
         /// Fee paid.
         fee: Amount,
-        /// Minimum fee.
+        /// Minimum fee for the transaction's size.
         min: Amount,
+        /// Encoded size of the transaction in bytes.
+        size: usize,
     },
     /// A registration locks less than [`crate::MIN_COLLATERAL`] in its staking output.
     #[error("collateral {amount} is below the minimum {min}")]
@@ -118,6 +133,46 @@ pub enum TxError {
     /// The store could not be read.
     #[error("storage error while validating: {0}")]
     Storage(String),
+}
+
+impl TxError {
+    /// True if the rejection depends on the receiver's own state: the UTXO set (the fee and
+    /// the input sum are only known from the spent outputs), the stake records and validator
+    /// sets, or its storage. Such a transaction may be valid on another node, or later (a
+    /// peer ahead of us, a spend of an output we have not seen final yet), so relaying it
+    /// is no fault. False if it is invalid on every node of the chain whatever its state:
+    /// its shape, size, amounts, signatures and proofs are wrong, which a peer can check
+    /// before relaying. Conservative: anything that reads chain state is local.
+    pub fn is_local(&self) -> bool {
+        match self {
+            TxError::NoInputs
+            | TxError::NoOutputs
+            | TxError::TooManyInputs(_)
+            | TxError::TooManyOutputs(_)
+            | TxError::TooLarge(_)
+            | TxError::ZeroOutput(_)
+            | TxError::OutputOverflow
+            | TxError::OutputTooSmall { .. }
+            | TxError::DuplicateInput(_)
+            | TxError::BadSignature(_)
+            | TxError::CollateralTooLow { .. }
+            | TxError::MissingPossessionProof
+            | TxError::BadPossessionProof(_) => false,
+            TxError::InputOverflow
+            | TxError::MissingInput(_)
+            | TxError::WrongOwner { .. }
+            | TxError::InsufficientFunds { .. }
+            | TxError::FeeTooLow { .. }
+            | TxError::KeyAlreadyRegistered(_)
+            | TxError::WeightOverflow
+            | TxError::CollateralBonded(_)
+            | TxError::CollateralUnbonding { .. }
+            | TxError::UnknownStake(_)
+            | TxError::AlreadyDeregistered(_)
+            | TxError::NotStakeOwner { .. }
+            | TxError::Storage(_) => true,
+        }
+    }
 }
 
 /// Why a block was rejected.
@@ -180,6 +235,27 @@ pub enum BlockError {
         expected: u32,
         /// The header's.
         got: u32,
+    },
+    /// The block claims a time before the start of its height's slot
+    /// ([`crate::Genesis::slot_time_ms`]).
+    #[error("block time {time_ms} is before the start {slot_ms} of its slot")]
+    TimeBeforeSlot {
+        /// The header's time.
+        time_ms: u64,
+        /// Start of the slot of the header's height.
+        slot_ms: u64,
+    },
+    /// The block claims a time further ahead of the receiver's clock than
+    /// [`crate::MAX_CLOCK_DRIFT_MS`] allows (checked on proposals only, not on finalized
+    /// blocks).
+    #[error("block time {time_ms} is more than {drift} ms ahead of our clock {now_ms}")]
+    TimeInFuture {
+        /// The header's time.
+        time_ms: u64,
+        /// The receiver's clock.
+        now_ms: u64,
+        /// [`crate::MAX_CLOCK_DRIFT_MS`].
+        drift: u64,
     },
     /// The block claims a time earlier than its parent.
     #[error("block time {time_ms} is before its parent's {parent_ms}")]
@@ -250,4 +326,45 @@ pub enum BlockError {
     /// The store could not be read or written.
     #[error("storage error while validating: {0}")]
     Storage(String),
+}
+
+impl BlockError {
+    /// True if the rejection depends on the receiver: its tip (height, parent, the parent's
+    /// time), its validator sets, UTXO set and stake records (every transaction error that
+    /// reads them, the fees and so the rewards), its clock, its genesis, its protocol
+    /// version or its storage. Such a block may be valid on another node or at another
+    /// moment (a late or early proposal, a node behind or ahead), so whoever sent it is not
+    /// at fault. False if the block is invalid on every node of the chain: roots that do not
+    /// match the body, too many transactions or bytes, another chain id, a time before its
+    /// slot, two spends of one output, or a transaction invalid whatever the state
+    /// ([`TxError::is_local`]); a peer that sends such a block may be penalised.
+    /// Conservative: anything that reads chain state is local.
+    pub fn is_local(&self) -> bool {
+        match self {
+            BlockError::Transaction { error, .. } => error.is_local(),
+            BlockError::WrongChain { .. }
+            | BlockError::TimeBeforeSlot { .. }
+            | BlockError::TooManyTransactions(_)
+            | BlockError::TooLarge(_)
+            | BlockError::TxRootMismatch
+            | BlockError::FullTxRootMismatch
+            | BlockError::RewardsRootMismatch
+            | BlockError::DoubleSpend { .. } => false,
+            // The version in force is the receiver's software's: during an upgrade, honest
+            // nodes may disagree on it.
+            BlockError::WrongVersion { .. }
+            | BlockError::WrongHeight { .. }
+            | BlockError::WrongPrevHash { .. }
+            | BlockError::WrongProposer { .. }
+            | BlockError::WrongValidatorSet { .. }
+            | BlockError::WrongNextValidatorSet { .. }
+            | BlockError::TimeBeforeParent { .. }
+            | BlockError::TimeInFuture { .. }
+            | BlockError::RewardOverflow
+            | BlockError::WrongRewards { .. }
+            | BlockError::ValidatorSet(_)
+            | BlockError::WrongGenesis { .. }
+            | BlockError::Storage(_) => true,
+        }
+    }
 }

@@ -10,8 +10,8 @@ use crate::stake::{
 };
 use crate::tx::{check_amounts, OutPoint, Transaction, TxOutput};
 use crate::{
-    MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS,
-    PROTOCOL_VERSION,
+    MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_CLOCK_DRIFT_MS, MAX_TX_BYTES, MAX_TX_INPUTS,
+    MAX_TX_OUTPUTS, PROTOCOL_VERSION,
 };
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -23,8 +23,9 @@ pub use errors::{BlockError, TxError};
 
 /// Checks everything about a transaction that needs no chain state: counts, size, amounts,
 /// duplicate inputs and signatures (over [`Transaction::sign_digest`] for `chain_id`).
-/// Ownership of the spent outputs is checked against the UTXO set by
-/// [`crate::Store::validate_transaction`].
+/// Ownership of the spent outputs is checked against the UTXO set, and the genesis's
+/// [`Genesis::min_output`] and [`Genesis::min_fee_for`], by
+/// [`crate::Store::validate_transaction`] and block validation.
 pub fn check_transaction_stateless(tx: &Transaction, chain_id: &str) -> Result<(), TxError> {
     // Size first: it bounds the work of every later check.
     let size = tx.encoded_len();
@@ -81,6 +82,32 @@ pub fn check_transaction_stateless(tx: &Transaction, chain_id: &str) -> Result<(
         public_key
             .verify(&digest, proof)
             .map_err(|_| TxError::BadPossessionProof(*public_key))?;
+    }
+    Ok(())
+}
+
+/// Refuses an output below the genesis's [`Genesis::min_output`]: the one stateless rule
+/// that depends on a chain parameter. Call after [`check_transaction_stateless`].
+fn check_min_output(tx: &Transaction, min_output: Amount) -> Result<(), TxError> {
+    match tx.outputs.iter().position(|o| o.amount < min_output) {
+        Some(index) => Err(TxError::OutputTooSmall {
+            index,
+            amount: tx.outputs[index].amount,
+            min: min_output,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a `fee` below [`Genesis::min_fee_for`] the transaction.
+pub(crate) fn check_fee(tx: &Transaction, fee: Amount, genesis: &Genesis) -> Result<(), TxError> {
+    let min = genesis.min_fee_for(tx);
+    if fee < min {
+        return Err(TxError::FeeTooLow {
+            fee,
+            min,
+            size: tx.encoded_len(),
+        });
     }
     Ok(())
 }
@@ -253,6 +280,18 @@ pub(crate) struct Parent<'a> {
     pub next_set: &'a ValidatorSet,
 }
 
+/// Refuses a block time more than [`MAX_CLOCK_DRIFT_MS`] ahead of the clock `now_ms`.
+pub(crate) fn check_not_in_future(time_ms: u64, now_ms: u64) -> Result<(), BlockError> {
+    if time_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+        return Err(BlockError::TimeInFuture {
+            time_ms,
+            now_ms,
+            drift: MAX_CLOCK_DRIFT_MS,
+        });
+    }
+    Ok(())
+}
+
 /// Transactions whose stateless checks passed, remembered by a hash of the chain id and their
 /// full encoding (signatures included), so that each transaction's signatures are verified
 /// once per node however often it is checked: at mempool admission, in the proposal and when
@@ -264,8 +303,16 @@ impl CheckedTxs {
     /// How many transactions are remembered.
     const CAPACITY: usize = 1 << 18;
 
+    /// Every check of a transaction that needs no chain state under `genesis`:
+    /// [`check_transaction_stateless`] for its chain id (skipped for identical bytes that
+    /// already passed), then the minimum output.
+    pub(crate) fn check(&self, tx: &Transaction, genesis: &Genesis) -> Result<(), TxError> {
+        self.check_stateless(tx, &genesis.chain_id)?;
+        check_min_output(tx, genesis.min_output)
+    }
+
     /// [`check_transaction_stateless`], skipped for identical bytes that already passed.
-    pub(crate) fn check(&self, tx: &Transaction, chain_id: &str) -> Result<(), TxError> {
+    fn check_stateless(&self, tx: &Transaction, chain_id: &str) -> Result<(), TxError> {
         let key = Hash256::digest_parts(&[chain_id.as_bytes(), &codec::encode(tx)]);
         if self.0.lock().expect("checked-tx lock").0.contains(&key) {
             return Ok(());
@@ -310,11 +357,14 @@ pub fn check_block_body(block: &Block) -> Result<(), BlockError> {
     Ok(())
 }
 
-/// Header, body and stateless transaction checks.
+/// Header, body and stateless transaction checks. `now_ms` is the receiver's clock when
+/// checking a proposal, which may then be at most [`MAX_CLOCK_DRIFT_MS`] ahead of it; `None`
+/// for a finalized block (applied, perhaps long after its time, when catching up).
 pub(crate) fn check_block_shape(
     block: &Block,
     genesis: &Genesis,
     parent: &Parent,
+    now_ms: Option<u64>,
     checked: &CheckedTxs,
 ) -> Result<(), BlockError> {
     let header = &block.header;
@@ -365,16 +415,26 @@ pub(crate) fn check_block_shape(
             round: header.round,
         });
     }
+    let slot_ms = genesis.slot_time_ms(header.height);
+    if header.time_ms < slot_ms {
+        return Err(BlockError::TimeBeforeSlot {
+            time_ms: header.time_ms,
+            slot_ms,
+        });
+    }
     if header.time_ms < parent.time_ms {
         return Err(BlockError::TimeBeforeParent {
             time_ms: header.time_ms,
             parent_ms: parent.time_ms,
         });
     }
+    if let Some(now_ms) = now_ms {
+        check_not_in_future(header.time_ms, now_ms)?;
+    }
     check_block_body(block)?;
     for (index, tx) in block.transactions.iter().enumerate() {
         checked
-            .check(tx, &genesis.chain_id)
+            .check(tx, genesis)
             .map_err(|error| BlockError::Transaction {
                 index,
                 txid: tx.txid(),
@@ -428,12 +488,7 @@ where
         )
         .map_err(tx_error)?;
         let fee = check_inputs(tx, &mut spend).map_err(tx_error)?;
-        if fee < genesis.min_fee {
-            return Err(tx_error(TxError::FeeTooLow {
-                fee,
-                min: genesis.min_fee,
-            }));
-        }
+        check_fee(tx, fee, genesis).map_err(tx_error)?;
         total_fees = total_fees
             .checked_add(fee)
             .ok_or(BlockError::RewardOverflow)?;

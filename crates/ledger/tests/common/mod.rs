@@ -13,6 +13,10 @@ use timecoin_ledger::{
 use timecoin_types::{Address, Amount, Certificate, Keypair, Vote, VoteKind, COIN};
 
 pub const CHAIN: &str = "testchain";
+/// The chain's minimum fee rate, base units per byte.
+pub const MIN_FEE_PER_BYTE: Amount = 1;
+/// The fee the tests' transactions pay: above the minimum for any of them (all are under
+/// 1,000 bytes).
 pub const MIN_FEE: Amount = 1_000;
 pub const ALLOCATIONS: usize = 6;
 pub const ALLOCATION: Amount = 1_000 * COIN;
@@ -61,7 +65,8 @@ pub fn genesis() -> Genesis {
                 amount: ALLOCATION,
             })
             .collect(),
-        min_fee: MIN_FEE,
+        min_fee_per_byte: MIN_FEE_PER_BYTE,
+        min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
         unbonding_blocks: UNBONDING_BLOCKS,
     }
 }
@@ -141,8 +146,20 @@ impl Chain {
         )
     }
 
-    /// The block the round-0 proposer of the next height would build.
+    /// The clock of a node at the start of the next height's slot, when blocks for it are
+    /// built and checked.
+    pub fn now(&self) -> u64 {
+        self.genesis.slot_time_ms(self.height() + 1)
+    }
+
+    /// The block the round-0 proposer of the next height would build at the slot's start.
     pub fn build(&self, txs: Vec<Transaction>) -> Block {
+        self.build_at(txs, self.now()).unwrap()
+    }
+
+    /// The block the round-0 proposer of the next height builds when its clock says
+    /// `now_ms`.
+    pub fn build_at(&self, txs: Vec<Transaction>, now_ms: u64) -> Result<Block, StoreError> {
         let height = self.height() + 1;
         let proposer = self
             .store
@@ -151,14 +168,7 @@ impl Chain {
             .proposer(height, 0)
             .public_key;
         self.store
-            .build_block(
-                &self.genesis,
-                0,
-                proposer,
-                self.genesis.slot_time_ms(height),
-                txs,
-            )
-            .unwrap()
+            .build_block(&self.genesis, 0, proposer, now_ms, txs)
     }
 
     /// A certificate with precommits from every validator.
