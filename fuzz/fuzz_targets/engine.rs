@@ -70,7 +70,7 @@ fuzz_target!(|ops: Vec<Op>| {
         Some(Signer::new(keys[0].clone(), None)),
     );
     let mut height = 1u64;
-    let mut outputs = engine.start_height(height, set.clone());
+    let mut outputs = engine.start_height(height, set.clone(), set.clone());
     let mut signed: HashMap<(u64, u32, VoteKind), Option<Hash256>> = HashMap::new();
     let mut decided: HashMap<u64, Hash256> = HashMap::new();
     for op in ops.into_iter().take(64) {
@@ -167,7 +167,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
         if !decided.contains_key(&height) && engine.height() < height {
-            outputs = engine.start_height(height, set.clone());
+            outputs = engine.start_height(height, set.clone(), set.clone());
         }
     }
 });

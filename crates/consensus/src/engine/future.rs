@@ -1,82 +1,94 @@
-//! Messages for heights not started yet, kept until their height starts: a validator that
-//! commits a height a little later than the others would otherwise miss the first votes of
-//! the next one. Bounded per height and per signer, so that no one can fill the memory.
+//! Messages for the next height, kept until it starts: a validator that commits a height a
+//! little later than the others would otherwise miss the first votes of the next one.
+//!
+//! Only the next height is buffered, because only its validator set is known (the chain fixes
+//! the set of h + 1 when it applies h − 1). A message from a key outside that set, or a
+//! proposal from anyone but the round's proposer, is invalid on every node at this height and
+//! refused before its signature is checked; a message for a later height is ignored, since
+//! nothing can tell yet whether its signer is a member. What is buffered is bounded per
+//! member and in total, so that no one can fill the memory or crowd out an honest
+//! validator's messages.
 
 use super::{ignored, rejected};
 use crate::messages::{Config, Verdict};
 use std::collections::BTreeMap;
-use timecoin_types::{Proposal, PublicKey, Vote};
+use timecoin_types::{Proposal, PublicKey, ValidatorSet, Vote};
 
-/// How many heights past the current one are buffered.
-pub const FUTURE_HEIGHTS: u64 = 2;
-/// Most buffered messages per signer key per future height: an honest validator sends at
-/// most three per round, so this covers several rounds.
+/// How many heights past the current one are buffered: the one whose set is known.
+pub const FUTURE_HEIGHTS: u64 = 1;
+/// Most buffered messages per member for the next height: an honest validator sends at most
+/// three per round, so this covers several rounds.
 pub const MAX_BUFFERED_PER_KEY: usize = 16;
-/// Most buffered messages per future height, whoever signed them.
+/// Most buffered messages for the next height, whoever signed them.
 pub const MAX_BUFFERED_PER_HEIGHT: usize = 4096;
 
-/// A message for a future height, already checked as far as possible without its
-/// validator set (signature, hash, round sanity).
+/// A message for the next height, already checked as far as possible before its height
+/// starts (membership, signature, hash, round sanity).
 pub(super) enum Buffered<B> {
     Proposal(Proposal, B),
     Vote(Vote),
 }
 
-struct FutureBuffer<B> {
+/// The next height, its validator set and what is buffered for it.
+pub(super) struct FutureHeights<B> {
+    next: Option<(u64, ValidatorSet)>,
     items: Vec<Buffered<B>>,
     per_key: BTreeMap<PublicKey, usize>,
     blocks: usize,
 }
 
-/// The buffered messages of each future height.
-pub(super) struct FutureHeights<B> {
-    heights: BTreeMap<u64, FutureBuffer<B>>,
-}
-
 impl<B> Default for FutureHeights<B> {
     fn default() -> Self {
         FutureHeights {
-            heights: BTreeMap::new(),
+            next: None,
+            items: Vec::new(),
+            per_key: BTreeMap::new(),
+            blocks: 0,
         }
     }
 }
 
 impl<B> FutureHeights<B> {
-    /// The messages buffered for `height`, in arrival order; those of lower heights are
-    /// dropped with them.
-    pub(super) fn take(&mut self, height: u64) -> Vec<Buffered<B>> {
-        let buffered = self.heights.remove(&height);
-        self.heights = self.heights.split_off(&height.saturating_add(1));
-        buffered.map_or_else(Vec::new, |buf| buf.items)
+    /// Called when `height` starts: returns the messages buffered for it, in arrival order
+    /// (nothing if they were for another height), and buffers for `height + 1`, voted on by
+    /// `next_set`, from now on.
+    pub(super) fn start(&mut self, height: u64, next_set: ValidatorSet) -> Vec<Buffered<B>> {
+        let buffered = match &self.next {
+            Some((next, _)) if *next == height => std::mem::take(&mut self.items),
+            _ => Vec::new(),
+        };
+        *self = FutureHeights {
+            next: Some((height + 1, next_set)),
+            ..FutureHeights::default()
+        };
+        buffered
     }
 
-    /// Keeps a message for a future height, within the bounds.
-    pub(super) fn buffer(
-        &mut self,
-        current: Option<u64>,
-        chain_id: &str,
-        config: &Config,
-        item: Buffered<B>,
-    ) -> Verdict {
+    /// Keeps a message for the next height, within the bounds.
+    pub(super) fn buffer(&mut self, chain_id: &str, config: &Config, item: Buffered<B>) -> Verdict {
+        let Some((next, set)) = &self.next else {
+            return ignored("no height started yet");
+        };
         let (height, key) = match &item {
             Buffered::Proposal(p, _) => (p.height, p.proposer),
             Buffered::Vote(v) => (v.height, v.validator),
         };
-        let Some(current) = current else {
-            return ignored("no height started yet");
-        };
-        if height <= current {
+        if height < *next {
             return ignored("old height");
         }
-        if height - current > FUTURE_HEIGHTS {
-            return ignored("height too far ahead");
+        if height > *next {
+            return ignored("height too far ahead: its validator set is not known yet");
         }
-        let buf = self.heights.entry(height).or_insert_with(|| FutureBuffer {
-            items: Vec::new(),
-            per_key: BTreeMap::new(),
-            blocks: 0,
-        });
-        let duplicate = buf.items.iter().any(|b| match (b, &item) {
+        match &item {
+            Buffered::Proposal(p, _) if set.proposer(p.height, p.round).public_key != key => {
+                return rejected("not the proposer of this round");
+            }
+            Buffered::Vote(_) if set.weight_of(&key) == 0 => {
+                return rejected("signer is not in the validator set of its height");
+            }
+            _ => {}
+        }
+        let duplicate = self.items.iter().any(|b| match (b, &item) {
             (Buffered::Proposal(a, _), Buffered::Proposal(c, _)) => a == c,
             (Buffered::Vote(a), Buffered::Vote(c)) => a == c,
             _ => false,
@@ -84,18 +96,17 @@ impl<B> FutureHeights<B> {
         if duplicate {
             return ignored("duplicate of a buffered message");
         }
-        if buf.items.len() >= MAX_BUFFERED_PER_HEIGHT {
+        if self.items.len() >= MAX_BUFFERED_PER_HEIGHT {
             return ignored("future height buffer full");
         }
-        if buf.per_key.get(&key).copied().unwrap_or(0) >= MAX_BUFFERED_PER_KEY {
+        if self.per_key.get(&key).copied().unwrap_or(0) >= MAX_BUFFERED_PER_KEY {
             return ignored("future height buffer full for this signer");
         }
         let is_proposal = matches!(item, Buffered::Proposal(..));
-        if is_proposal && buf.blocks >= config.max_cached_blocks {
+        if is_proposal && self.blocks >= config.max_cached_blocks {
             return ignored("future height block buffer full");
         }
-        // The set of that height is not known yet, but the signature is: checking it keeps
-        // forgeries from using up an honest validator's share of the buffer.
+        // Last, being the expensive check: a forgery must not use up a member's share.
         let signed = match &item {
             Buffered::Proposal(p, _) => p.verify(chain_id),
             Buffered::Vote(v) => v.verify(chain_id),
@@ -103,11 +114,11 @@ impl<B> FutureHeights<B> {
         if signed.is_err() {
             return rejected("bad signature");
         }
-        *buf.per_key.entry(key).or_default() += 1;
+        *self.per_key.entry(key).or_default() += 1;
         if is_proposal {
-            buf.blocks += 1;
+            self.blocks += 1;
         }
-        buf.items.push(item);
+        self.items.push(item);
         Verdict::Accepted
     }
 }

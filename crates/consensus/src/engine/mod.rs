@@ -131,15 +131,24 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
             .map_or_else(Vec::new, |h| h.rounds.keys().copied().collect())
     }
 
-    /// Starts `height` with its validator set, once the previous height is committed.
-    /// Resumes in the persisted round (with the persisted lock) when the signer's state is
-    /// at this height, and replays the messages buffered for it.
+    /// Starts `height` with its validator set, once the previous height is committed;
+    /// `next_validators` votes on `height + 1` (the chain has fixed it already) and decides
+    /// which messages for that height are buffered. Resumes with the persisted lock and
+    /// valid value when the signer's state is at this height, in the highest of the rounds
+    /// it names (the last signed message's, the lock's, the valid value's: a proposal must
+    /// never carry a valid round at or above its own), and replays the messages buffered for
+    /// it.
     ///
     /// After a restart the node should also hand back, as [`Input::Proposal`], the
     /// proposals of this height it logged before the crash (a write-ahead log, as
     /// CometBFT keeps): the restored lock names a block, and if every validator locked on
     /// it lost the block, nobody can propose it again and the height cannot finish.
-    pub fn start_height(&mut self, height: u64, validators: ValidatorSet) -> Vec<Output<B>> {
+    pub fn start_height(
+        &mut self,
+        height: u64,
+        validators: ValidatorSet,
+        next_validators: ValidatorSet,
+    ) -> Vec<Output<B>> {
         let mut hs = HeightState {
             height,
             validators,
@@ -156,13 +165,16 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
         if let Some(signer) = &self.signer {
             let state = signer.state();
             if state.step != 0 && state.height == height {
-                hs.round = state.round;
+                let rounds = [state.locked, state.valid].into_iter().flatten();
+                hs.round = rounds.map(|(r, _)| r).fold(state.round, u32::max);
                 hs.locked = state.locked;
                 hs.valid = state.valid;
-                resume_vote = signer.last_vote(height);
+                // The last vote is resumed only in its own round; a later round starts
+                // afresh.
+                resume_vote = signer.last_vote(height).filter(|v| v.round == hs.round);
             }
         }
-        let buffered = self.future.take(height);
+        let buffered = self.future.start(height, next_validators);
         let mut out = Outbox::new(&self.chain_id, &self.config, self.signer.as_mut());
         let round = hs.round;
         hs.start_round(&mut out, round);
@@ -194,7 +206,6 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
 
     /// Handles one input.
     pub fn handle(&mut self, input: Input<B>) -> Handled<B> {
-        let current_height = self.current.as_ref().map(|h| h.height);
         let mut out = Outbox::new(&self.chain_id, &self.config, self.signer.as_mut());
         let verdict = match (input, self.current.as_mut()) {
             (
@@ -216,16 +227,14 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
                 _,
             ) => intake::malformed(&proposal, block_hash).unwrap_or_else(|| {
                 let item = Buffered::Proposal(proposal, block);
-                self.future
-                    .buffer(current_height, &self.chain_id, &self.config, item)
+                self.future.buffer(&self.chain_id, &self.config, item)
             }),
             (Input::Vote(vote), Some(hs)) if vote.height == hs.height => {
                 hs.on_vote(&mut out, vote, false)
             }
             (Input::Vote(vote), _) => {
                 let item = Buffered::Vote(vote);
-                self.future
-                    .buffer(current_height, &self.chain_id, &self.config, item)
+                self.future.buffer(&self.chain_id, &self.config, item)
             }
             (Input::Timeout(t), Some(hs)) => hs.on_timeout(&mut out, t),
             (

@@ -70,8 +70,11 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             .as_ref()
             .is_some_and(|s| s.has_passed(self.height, round, STEP_PROPOSAL));
         if self.is_our_turn(out) && !already_proposed {
+            // A valid round is below the round it is re-proposed in (a restart resumes in
+            // the valid round at the latest, where it is not re-proposed).
             let reuse = self
                 .valid
+                .filter(|(vr, _)| *vr < round)
                 .and_then(|(vr, hash)| Some((vr, hash, self.valid_block(&hash)?)));
             match reuse {
                 Some((vr, hash, block)) => self.propose(out, Some(vr), hash, block),

@@ -6,14 +6,14 @@ use proptest::prelude::*;
 use timecoin_types::Signature;
 
 #[test]
-fn future_heights_are_buffered_within_bounds_and_replayed() {
+fn the_next_height_is_buffered_for_members_only_within_bounds_and_replayed() {
     let net = Net::new(&[1, 1, 1, 1]);
     let mut e = net.engine(Some(0));
     assert!(ignored(
         &e.handle(net.vote(1, VoteKind::Precommit, 2, 0, None))
             .verdict
     ));
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     let b = Blk(22);
     for i in 1..4 {
         assert_eq!(
@@ -26,26 +26,52 @@ fn future_heights_are_buffered_within_bounds_and_replayed() {
         &e.handle(net.vote(1, VoteKind::Precommit, 2, 0, Some(&b)))
             .verdict
     ));
+    // Height 3's set is not known yet: nothing for it is held (or relayed).
     assert!(ignored(
-        &e.handle(net.vote(1, VoteKind::Precommit, 4, 0, None))
+        &e.handle(net.vote(1, VoteKind::Precommit, 3, 0, None))
             .verdict
     ));
-    let mut forged = Vote::sign(CHAIN, &net.keys[2], VoteKind::Prepare, 3, 0, None);
+    // Strangers, forgeries and proposals from anyone but the round's proposer are refused.
+    let stranger = Keypair::from_seed([99; 32]);
+    let junk = Vote::sign(CHAIN, &stranger, VoteKind::Prepare, 2, 0, None);
+    assert!(rejected(&e.handle(Input::Vote(junk)).verdict));
+    let not_proposer = &net.keys[(net.proposer_index(2, 0) + 1) % 4];
+    let junk = proposal_by(not_proposer, 2, 0, None, &Blk(5), hash_of(&Blk(5)));
+    assert!(rejected(&e.handle(junk).verdict));
+    let junk = proposal_by(&stranger, 2, 0, None, &Blk(5), hash_of(&Blk(5)));
+    assert!(rejected(&e.handle(junk).verdict));
+    let mut forged = Vote::sign(CHAIN, &net.keys[2], VoteKind::Prepare, 2, 0, None);
     forged.signature = Signature([1; 64]);
     assert!(rejected(&e.handle(Input::Vote(forged)).verdict));
-    // One key's share of a future height is bounded.
+    // One member's share of the next height is bounded.
     let mut accepted = 0;
     for r in 0..40 {
-        if e.handle(net.vote(3, VoteKind::Prepare, 3, r, None)).verdict == Verdict::Accepted {
+        if e.handle(net.vote(0, VoteKind::Prepare, 2, r, None)).verdict == Verdict::Accepted {
             accepted += 1;
         }
     }
     assert_eq!(accepted, MAX_BUFFERED_PER_KEY);
     // Replayed at start: the buffered precommits decide height 2 at once.
-    let out = e.start_height(2, net.set.clone());
+    let out = e.start_height(2, net.set.clone(), net.set.clone());
     let (_, hash, block, cert) = decision(&out).unwrap();
     assert_eq!((hash, block), (hash_of(&b), None));
     assert!(cert.verify_for(CHAIN, &net.set, 2, &hash).is_ok());
+}
+
+#[test]
+fn the_next_height_uses_its_own_set() {
+    let net = Net::new(&[1, 1, 1, 1, 1]);
+    let (now, next) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
+    let mut e = net.engine(Some(1));
+    e.start_height(1, now.clone(), next.clone());
+    // Key 4 joins at height 2: its vote for height 2 is held, key 0's (which leaves) is not.
+    assert_eq!(
+        e.handle(net.vote(4, VoteKind::Prepare, 2, 0, None)).verdict,
+        Verdict::Accepted
+    );
+    assert!(rejected(
+        &e.handle(net.vote(0, VoteKind::Prepare, 2, 0, None)).verdict
+    ));
 }
 
 #[test]
@@ -61,7 +87,7 @@ fn block_cache_is_bounded() {
         config,
         Some(Signer::new(net.keys[me].clone(), None)),
     );
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     let mut asked = 0;
     for r in 0..6 {
         let handled = e.handle(net.proposal(1, r, None, &Blk(100 + u64::from(r))));
@@ -172,13 +198,13 @@ proptest! {
     fn garbage_never_panics(inputs in prop::collection::vec(arb_input(), 1..60), me in 0usize..4) {
         let net = Net::new(&[1, 2, 3, 4]);
         let mut e = net.engine(Some(me));
-        e.start_height(1, net.set.clone());
+        e.start_height(1, net.set.clone(), net.set.clone());
         for input in inputs {
             let handled = e.handle(input);
             for o in handled.outputs {
                 if let Output::Decide { height, block_hash, certificate, .. } = o {
                     prop_assert!(certificate.verify_for(CHAIN, &net.set, height, &block_hash).is_ok());
-                    e.start_height(height + 1, net.set.clone());
+                    e.start_height(height + 1, net.set.clone(), net.set.clone());
                 }
             }
         }

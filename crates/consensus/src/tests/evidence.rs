@@ -34,7 +34,7 @@ fn equivocation_is_evidence_and_weight_counts_once() {
 fn an_equivocators_vote_counts_for_each_value_it_names() {
     let net = Net::new(&[1, 1, 1, 1]);
     let mut e = net.engine(None);
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     let (a, b) = (Blk(1), Blk(2));
     net.votes(&mut e, &[0], VoteKind::Precommit, 1, 0, Some(&a));
     let out = net.votes(&mut e, &[0, 1], VoteKind::Precommit, 1, 0, Some(&b));

@@ -121,7 +121,7 @@ fn a_re_proposal_carries_its_proof_of_lock() {
     let me = net.proposer_index(1, 1);
     assert_ne!(net.keys[me].public(), net.proposer(1, 0).public());
     let mut e = net.engine(Some(me));
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     let a = Blk(6);
     propose_valid(&net, &mut e, 1, 0, None, &a);
     let o = others(&net, me);

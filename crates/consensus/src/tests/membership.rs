@@ -8,12 +8,12 @@ fn a_validator_leaving_the_set_stops_signing_and_still_follows() {
     let net = Net::new(&[1, 1, 1, 1, 1]);
     let (with_me, without_me) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
     let mut e = net.engine(Some(0));
-    e.start_height(1, with_me.clone());
+    e.start_height(1, with_me.clone(), without_me.clone());
     let out = run_height(&net, &mut e, &with_me, 1, &[1, 2]);
     assert!(sent_votes(&out).contains(&(VoteKind::Prepare, 0, Some(hash_of(&Blk(100))))));
     assert!(decision(&out).is_some());
     // Height 2 without us: nothing signed, not on any timer either, yet it decides.
-    let mut out = e.start_height(2, without_me.clone());
+    let mut out = e.start_height(2, without_me.clone(), without_me.clone());
     for step in [Step::Propose, Step::Prepare, Step::Precommit] {
         out.extend(e.handle(timeout(2, 0, step)).outputs);
     }
@@ -39,14 +39,14 @@ fn a_validator_joining_the_set_starts_proposing_and_voting_by_itself() {
     let (before, after) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
     let me = 4;
     let mut e = net.engine(Some(me));
-    let mut out = e.start_height(1, before.clone());
+    let mut out = e.start_height(1, before.clone(), after.clone());
     out.extend(run_height(&net, &mut e, &before, 1, &[0, 1, 2]));
     assert!(sent_votes(&out).is_empty());
     assert!(decision(&out).is_some());
     // From height 2 we are a member: the first height we propose asks for a block...
     let ours = |h: u64| after.proposer(h, 0).public_key == net.keys[me].public();
     let h = (2..100).find(|&h| ours(h)).unwrap();
-    let out = e.start_height(h, after.clone());
+    let out = e.start_height(h, after.clone(), after.clone());
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::BuildBlock { height, round: 0 } if *height == h)));
@@ -61,7 +61,7 @@ fn a_validator_joining_the_set_starts_proposing_and_voting_by_itself() {
     );
     // ...and a height someone else proposes gets our prepare and precommit.
     let h = (h + 1..200).find(|&h| !ours(h)).unwrap();
-    e.start_height(h, after.clone());
+    e.start_height(h, after.clone(), after.clone());
     let out = run_height(&net, &mut e, &after, h, &[1, 2]);
     let b = Some(hash_of(&Blk(h * 100)));
     assert_eq!(

@@ -224,7 +224,7 @@ fn propose_valid(
 fn started(net: &Net) -> (Engine<Blk>, usize) {
     let me = net.non_proposer(1, 3);
     let mut e = net.engine(Some(me));
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     (e, me)
 }
 

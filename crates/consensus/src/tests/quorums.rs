@@ -55,7 +55,7 @@ fn quorum_is_exactly_two_thirds_of_the_weight() {
     assert_eq!((heavy.len(), light.len()), (2, 2));
     let a = Blk(1);
     let mut follower = net.engine(None);
-    follower.start_height(1, net.set.clone());
+    follower.start_height(1, net.set.clone(), net.set.clone());
     let who = [heavy[0], light[0]];
     let out = net.votes(&mut follower, &who, VoteKind::Precommit, 1, 0, Some(&a));
     assert!(decision(&out).is_none());
@@ -77,7 +77,7 @@ fn quorum_is_exactly_two_thirds_of_the_weight() {
 fn follower_never_signs() {
     let net = Net::new(&[1, 1, 1, 1]);
     let mut e = net.engine(None);
-    e.start_height(1, net.set.clone());
+    e.start_height(1, net.set.clone(), net.set.clone());
     let a = Blk(3);
     let mut out = propose_valid(&net, &mut e, 1, 0, None, &a);
     out.extend(net.votes(&mut e, &[0, 1, 2], VoteKind::Prepare, 1, 0, Some(&a)));
@@ -91,7 +91,7 @@ fn follower_never_signs() {
 fn proposer_builds_and_proposes() {
     let net = Net::new(&[1, 1, 1, 1]);
     let mut e = net.engine(Some(net.proposer_index(1, 0)));
-    let out = e.start_height(1, net.set.clone());
+    let out = e.start_height(1, net.set.clone(), net.set.clone());
     assert!(out.iter().any(|o| matches!(
         o,
         Output::BuildBlock {

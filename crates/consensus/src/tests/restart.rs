@@ -16,7 +16,7 @@ fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
             }
         }
     };
-    record(&e.start_height(1, net.set.clone()));
+    record(&e.start_height(1, net.set.clone(), net.set.clone()));
     let a = Blk(1);
     record(&propose_valid(&net, &mut e, 1, 0, None, &a));
     let o = others(&net, me);
@@ -31,7 +31,7 @@ fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
 
     let signer = Signer::new(net.keys[me].clone(), Some(state));
     let mut e: Engine<Blk> = Engine::new(CHAIN.into(), Config::default(), Some(signer));
-    let out = e.start_height(1, net.set.clone());
+    let out = e.start_height(1, net.set.clone(), net.set.clone());
     // Resumes in the stored round and step and re-sends the same precommit.
     assert_eq!((e.round(), e.step()), (0, Step::Precommit));
     assert_eq!(
@@ -45,4 +45,58 @@ fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
     leave_round(&net, &mut e, &o[..2], 0);
     let out = propose_valid(&net, &mut e, 1, 1, None, &Blk(2));
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 1, None)]);
+}
+
+/// A valid value recorded in a later round than the last signature (a late proof of lock
+/// seen after skipping ahead) must bring the restart to that round: resuming in the signed
+/// round would let this validator, as a later proposer, re-propose the value with a valid
+/// round at or above the proposal's own, which every node refuses.
+#[test]
+fn restart_resumes_in_the_valid_round_when_it_is_the_highest() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let me = net.proposer_index(1, 1);
+    let o = others(&net, me);
+    let mut e = net.engine(Some(me));
+    let mut persisted = None;
+    let mut record = |out: &[Output<Blk>]| {
+        for o in out {
+            if let Output::PersistSigner(s) = o {
+                persisted = Some(s.clone());
+            }
+        }
+    };
+    record(&e.start_height(1, net.set.clone(), net.set.clone()));
+    // Round 0: no proposal, we prepare nil (our last signature).
+    record(&e.handle(timeout(1, 0, Step::Propose)).outputs);
+    // Two others in round 3 pull us there without a signature of ours.
+    record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 3, None));
+    assert_eq!(e.round(), 3);
+    // Then round 2's proposal and its prepare quorum arrive late: a valid value at round 2.
+    let a = Blk(7);
+    record(&propose_valid(&net, &mut e, 1, 2, None, &a));
+    record(&net.votes(&mut e, &o, VoteKind::Prepare, 1, 2, Some(&a)));
+    let state = persisted.clone().unwrap();
+    assert_eq!((state.round, state.valid), (0, Some((2, hash_of(&a)))));
+    drop(e);
+
+    let signer = Signer::new(net.keys[me].clone(), Some(state));
+    let mut e: Engine<Blk> = Engine::new(CHAIN.into(), Config::default(), Some(signer));
+    let mut out = e.start_height(1, net.set.clone(), net.set.clone());
+    assert_eq!(e.round(), 2);
+    // The node replays its logged proposals; rounds pass until it is our turn again (5).
+    out.extend(e.handle(net.proposal(1, 2, None, &a)).outputs);
+    out.extend(e.handle(validated(1, &a, true)).outputs);
+    for r in 2..5 {
+        out.extend(leave_round(&net, &mut e, &o[..2], r));
+    }
+    let proposals: Vec<(u32, Option<u32>)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::BroadcastProposal { proposal, .. } => {
+                Some((proposal.round, proposal.valid_round))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposals, vec![(5, Some(2))]);
 }

@@ -424,7 +424,7 @@ impl Sim<'_> {
             } => self.feed(node, life, Input::Timeout(timeout)).map(drop),
             Event::App { node, life, input } => self.feed(node, life, input).map(drop),
             Event::StartHeight { node, life, height } => {
-                let set = self.set_at(height).clone();
+                let (set, next) = (self.set_at(height).clone(), self.set_at(height + 1).clone());
                 let n = &mut self.nodes[node];
                 let Some(engine) = n.engine.as_mut().filter(|_| n.life == life) else {
                     return Ok(());
@@ -433,7 +433,7 @@ impl Sim<'_> {
                     return Ok(()); // already there by block sync
                 }
                 n.started_at = self.now;
-                let out = engine.start_height(height, set);
+                let out = engine.start_height(height, set, next);
                 self.apply(node, out)
             }
             Event::Crash { node } => {
@@ -446,14 +446,11 @@ impl Sim<'_> {
                 let engine = self.new_engine(node);
                 let n = &mut self.nodes[node];
                 let height = n.decided.last_key_value().map_or(1, |(h, _)| h + 1);
-                let set = self
-                    .sets
-                    .range(..=height)
-                    .next_back()
-                    .map(|(_, s)| s.clone());
+                let (set, next) = (self.set_at(height).clone(), self.set_at(height + 1).clone());
+                let n = &mut self.nodes[node];
                 let engine = n.engine.insert(engine);
                 n.started_at = self.now;
-                let out = engine.start_height(height, set.expect("the set of height 1 exists"));
+                let out = engine.start_height(height, set, next);
                 self.apply(node, out)?;
                 let life = self.nodes[node].life;
                 let logged: Vec<_> = self.nodes[node].wal.clone();
@@ -522,13 +519,16 @@ impl Sim<'_> {
                     self.report.synced_across_changes += 1;
                 }
             }
-            let set = self.set_at(height + 1).clone();
+            let (set, next) = (
+                self.set_at(height + 1).clone(),
+                self.set_at(height + 2).clone(),
+            );
             let n = &mut self.nodes[i];
             n.started_at = self.now;
             let Some(engine) = n.engine.as_mut() else {
                 return Ok(());
             };
-            let out = engine.start_height(height + 1, set);
+            let out = engine.start_height(height + 1, set, next);
             self.apply(i, out)?;
         }
     }
