@@ -6,15 +6,23 @@ mod keys;
 mod metrics;
 mod node;
 mod rpc;
+mod shared;
+mod start;
 mod sync;
 mod testnet;
 mod txs;
 mod validator;
 mod wallet;
+mod wire;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The tracing target of the running node's own log lines (startup, event loop, gossip
+/// verdicts), wherever their code lives: `timed::node`, as it has always been, so that
+/// `RUST_LOG` filters and readers of the logs keep working.
+const NODE_LOG_TARGET: &str = "timed::node";
 
 #[derive(Parser)]
 #[command(name = "timed", version, about = "TIME Coin validator node", long_about = None)]
@@ -31,7 +39,7 @@ enum Command {
     /// Prepare a home that joins an existing network (genesis file + bootstrap address).
     Init(config::InitArgs),
     /// Run a node from its home directory.
-    Start(node::StartArgs),
+    Start(start::StartArgs),
     /// Create keys, inspect balances and send TIME.
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Testnet(args) => testnet::run(args),
         Command::Init(args) => config::init(args),
-        Command::Start(args) => node::run(args),
+        Command::Start(args) => start::run(args),
         Command::Wallet(cmd) => wallet::run(cmd),
         Command::Validator(cmd) => validator::run(cmd),
         Command::Status { rpc } => wallet::status(&rpc),

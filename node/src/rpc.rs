@@ -1,6 +1,6 @@
 //! JSON-RPC 2.0 over HTTP (jsonrpsee), plus `GET /metrics` in Prometheus text format.
 
-use crate::node::Shared;
+use crate::shared::Shared;
 use jsonrpsee::server::{
     HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerConfig, ServerHandle,
 };
@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use timecoin_consensus::Evidence;
 use timecoin_ledger::{Block, OutPoint, Stake, StakeRecord, Transaction, ACTIVATION_DELAY};
-use timecoin_types::{codec, Address, Hash256, PublicKey, Validator, ValidatorSet};
+use timecoin_types::{codec, Address, Hash256, Proposal, PublicKey, Validator, ValidatorSet, Vote};
 
 /// A parameter is missing or malformed.
 const INVALID_PARAMS: i32 = -32602;
@@ -293,8 +294,8 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
         let list = items
             .into_iter()
             .filter_map(|(height, bytes)| {
-                let evidence: timecoin_consensus::Evidence = codec::decode(&bytes, 1 << 16).ok()?;
-                Some(crate::node::evidence_json(height, &evidence))
+                let evidence: Evidence = codec::decode(&bytes, 1 << 16).ok()?;
+                Some(evidence_json(height, &evidence))
             })
             .collect();
         Ok(Value::Array(list))
@@ -302,6 +303,35 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
     .expect(ok);
 
     m
+}
+
+/// Evidence as JSON, for `getevidence` and for the node's equivocation log line (so the two
+/// read alike).
+pub fn evidence_json(height: u64, evidence: &Evidence) -> serde_json::Value {
+    let vote = |v: &Vote| {
+        json!({
+            "kind": format!("{:?}", v.kind).to_lowercase(),
+            "height": v.height, "round": v.round,
+            "block_hash": v.block_hash.map(|h| h.to_string()),
+            "validator": v.validator.to_string(), "signature": v.signature.to_string(),
+        })
+    };
+    let proposal = |p: &Proposal| {
+        json!({
+            "height": p.height, "round": p.round, "block_hash": p.block_hash.to_string(),
+            "proposer": p.proposer.to_string(), "signature": p.signature.to_string(),
+        })
+    };
+    match evidence {
+        Evidence::DoubleVote { first, second } => json!({
+            "type": "double_vote", "height": height, "validator": first.validator.to_string(),
+            "first": vote(first), "second": vote(second),
+        }),
+        Evidence::DoubleProposal { first, second } => json!({
+            "type": "double_proposal", "height": height, "validator": first.proposer.to_string(),
+            "first": proposal(first), "second": proposal(second),
+        }),
+    }
 }
 
 /// Starts the RPC server on `addr`.

@@ -2,64 +2,22 @@
 //! peers over request-response, checks each against the validator set of its height, and
 //! hands them to the event loop to apply.
 
-use crate::node::{Internal, Shared};
+use crate::shared::{Internal, Shared};
+use crate::wire::{
+    SyncRequest, SyncResponse, SyncedBlock, MAX_SYNC_BATCH, MAX_SYNC_REQUEST_BYTES,
+    MAX_SYNC_RESPONSE_BYTES,
+};
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timecoin_ledger::{Block, Genesis, Store};
+use timecoin_ledger::{Genesis, Store};
 use timecoin_net::ResponseToken;
-use timecoin_types::{codec, Certificate, Hash256};
+use timecoin_types::codec;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
 
-/// Most blocks one request may ask for.
-pub const MAX_BATCH: u32 = 256;
-/// Largest sync response.
-pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
-/// Largest sync request.
-const MAX_REQUEST_BYTES: usize = 256;
 /// How often peers are asked for their tip when nothing else prompts it.
 const POLL_INTERVAL: Duration = Duration::from_secs(3);
-
-/// A request on the sync protocol.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum SyncRequest {
-    /// What is your finalized tip?
-    Status,
-    /// Finalized blocks `from..from + count` with their certificates.
-    Blocks {
-        /// First height.
-        from: u64,
-        /// How many (at most [`MAX_BATCH`]).
-        count: u32,
-    },
-}
-
-/// An answer on the sync protocol.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum SyncResponse {
-    /// The peer's finalized tip.
-    Status {
-        /// Height.
-        tip: u64,
-        /// Hash.
-        tip_hash: Hash256,
-    },
-    /// Consecutive finalized blocks from the requested height (possibly fewer than asked).
-    Blocks(Vec<SyncedBlock>),
-    /// The request was refused.
-    Error(String),
-}
-
-/// A finalized block and the certificate that proves it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SyncedBlock {
-    /// The block.
-    pub block: Block,
-    /// Its finality certificate.
-    pub certificate: Certificate,
-}
 
 /// Wakes the sync task early.
 #[derive(Clone)]
@@ -92,7 +50,7 @@ pub fn check_and_apply(store: &Store, genesis: &Genesis, item: &SyncedBlock) -> 
 /// Answers one sync request from `peer`.
 pub fn serve(shared: Arc<Shared>, peer: PeerId, request: Vec<u8>, channel: ResponseToken) {
     tokio::task::spawn_blocking(move || {
-        let response = match codec::decode::<SyncRequest>(&request, MAX_REQUEST_BYTES) {
+        let response = match codec::decode::<SyncRequest>(&request, MAX_SYNC_REQUEST_BYTES) {
             Err(err) => {
                 shared.net.penalize(peer, "malformed sync request");
                 SyncResponse::Error(format!("malformed request: {err}"))
@@ -101,8 +59,8 @@ pub fn serve(shared: Arc<Shared>, peer: PeerId, request: Vec<u8>, channel: Respo
                 Ok((tip, tip_hash)) => SyncResponse::Status { tip, tip_hash },
                 Err(err) => SyncResponse::Error(err.to_string()),
             },
-            Ok(SyncRequest::Blocks { count, .. }) if count > MAX_BATCH => {
-                SyncResponse::Error(format!("at most {MAX_BATCH} blocks per request"))
+            Ok(SyncRequest::Blocks { count, .. }) if count > MAX_SYNC_BATCH => {
+                SyncResponse::Error(format!("at most {MAX_SYNC_BATCH} blocks per request"))
             }
             Ok(SyncRequest::Blocks { from, count }) => read_blocks(&shared, from, count),
         };
@@ -122,7 +80,7 @@ fn read_blocks(shared: &Shared, from: u64, count: u32) -> SyncResponse {
         let item = SyncedBlock { block, certificate };
         bytes += codec::encode(&item).len();
         // Stay under the response limit with room for the envelope.
-        if bytes > MAX_RESPONSE_BYTES - 4096 && !blocks.is_empty() {
+        if bytes > MAX_SYNC_RESPONSE_BYTES - 4096 && !blocks.is_empty() {
             break;
         }
         blocks.push(item);
@@ -154,7 +112,7 @@ async fn ask(shared: &Shared, peer: PeerId, request: &SyncRequest) -> Result<Syn
         .request(peer, codec::encode(request))
         .await
         .map_err(|e| e.to_string())?;
-    codec::decode(&bytes, MAX_RESPONSE_BYTES).map_err(|e| e.to_string())
+    codec::decode(&bytes, MAX_SYNC_RESPONSE_BYTES).map_err(|e| e.to_string())
 }
 
 /// Asks every connected peer for its tip.
@@ -208,7 +166,7 @@ async fn catch_up(
         // Rotate through the peers that are ahead, so one slow or bad peer cannot stall us.
         let (peer, _) = ahead[turn % ahead.len()];
         turn += 1;
-        let count = (target - tip).min(u64::from(MAX_BATCH)) as u32;
+        let count = (target - tip).min(u64::from(MAX_SYNC_BATCH)) as u32;
         let blocks = match ask(
             shared,
             peer,
@@ -278,8 +236,8 @@ async fn catch_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use timecoin_ledger::{GenesisValidator, TxOutput, DEFAULT_UNBONDING_BLOCKS};
-    use timecoin_types::{Address, Keypair, Vote, VoteKind, COIN};
+    use timecoin_ledger::{Block, GenesisValidator, TxOutput, DEFAULT_UNBONDING_BLOCKS};
+    use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind, COIN};
 
     struct Chain {
         _dir: tempfile::TempDir,

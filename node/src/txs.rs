@@ -2,7 +2,7 @@
 //! ledger and enter the mempool on blocking threads, away from the consensus loop, so a flood
 //! of transactions can delay other transactions but never votes or proposals.
 
-use crate::node::{report_gossip, Shared};
+use crate::shared::{report_gossip, Shared};
 use std::sync::Arc;
 use timecoin_consensus::Verdict;
 use timecoin_ledger::Transaction;

@@ -8,7 +8,7 @@
 
 use crate::config::{resolve, Config};
 use crate::keys::read_key;
-use crate::wallet::{chain_id, client, runtime, select_coins, submit};
+use crate::wallet::{chain_id, client, fund, runtime, select_coins, submit};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use jsonrpsee::core::client::ClientT;
@@ -133,28 +133,16 @@ async fn register(
     amount: u64,
     fee: u64,
 ) -> Result<Hash256> {
-    let client = client(rpc)?;
-    let chain_id = chain_id(&client).await?;
-    let need = amount
-        .checked_add(fee)
-        .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
-    let (inputs, total) = select_coins(&client, wallet, need).await?;
-    let change = (total > need)
-        .then(|| TxOutput {
-            address: Address::of(&wallet.public()),
-            amount: total - need,
-        })
-        .into_iter()
-        .collect();
+    let funding = fund(rpc, wallet, amount, fee).await?;
     let tx = Transaction::build_registration(
-        &chain_id,
-        inputs,
+        &funding.chain_id,
+        funding.inputs,
         consensus,
         reward_address,
         amount,
-        change,
+        funding.change.into_iter().collect(),
     );
-    submit(&client, &tx).await
+    submit(&funding.client, &tx).await
 }
 
 async fn deregister(

@@ -197,23 +197,49 @@ pub(crate) async fn submit(client: &HttpClient, tx: &Transaction) -> Result<Hash
 /// Picks coins largest first, builds and signs the transfer (with change back to the sender)
 /// and submits it.
 async fn send(rpc: &str, key: &Keypair, to: Address, amount: u64, fee: u64) -> Result<Hash256> {
+    let funding = fund(rpc, key, amount, fee).await?;
+    let mut outputs = vec![TxOutput {
+        address: to,
+        amount,
+    }];
+    outputs.extend(funding.change);
+    let tx = Transaction::build_signed(&funding.chain_id, funding.inputs, outputs);
+    submit(&funding.client, &tx).await
+}
+
+/// What a transaction paying `amount` plus a fee from one key is built from.
+pub(crate) struct Funding<'k> {
+    /// A client of the node that gets the transaction.
+    pub client: HttpClient,
+    /// The chain id its signatures cover.
+    pub chain_id: String,
+    /// The coins it spends, each paired with the key for signing.
+    pub inputs: Vec<(OutPoint, &'k Keypair)>,
+    /// The change back to the key, if the coins leave any.
+    pub change: Option<TxOutput>,
+}
+
+/// Connects to the node at `rpc` and picks coins of `key` for `amount` plus `fee`.
+pub(crate) async fn fund<'k>(
+    rpc: &str,
+    key: &'k Keypair,
+    amount: u64,
+    fee: u64,
+) -> Result<Funding<'k>> {
     let client = client(rpc)?;
     let chain_id = chain_id(&client).await?;
     let need = amount
         .checked_add(fee)
         .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
     let (inputs, total) = select_coins(&client, key, need).await?;
-    let from = Address::of(&key.public());
-    let mut outputs = vec![TxOutput {
-        address: to,
-        amount,
-    }];
-    if total > need {
-        outputs.push(TxOutput {
-            address: from,
-            amount: total - need,
-        });
-    }
-    let tx = Transaction::build_signed(&chain_id, inputs, outputs);
-    submit(&client, &tx).await
+    let change = (total > need).then(|| TxOutput {
+        address: Address::of(&key.public()),
+        amount: total - need,
+    });
+    Ok(Funding {
+        client,
+        chain_id,
+        inputs,
+        change,
+    })
 }

@@ -1,0 +1,173 @@
+//! `timed start`: opens the node's home (config, genesis, database, keys), starts the
+//! network and the RPC server, runs the event loop, and closes it all down again, whether the
+//! loop ends on a signal or on a fatal error.
+
+use crate::config::{resolve, Config};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::shared::{Shared, Status};
+use crate::wire::{
+    ConsensusRecord, MAX_CONSENSUS_RECORD_BYTES, MAX_PROPOSAL_BYTES, MAX_SYNC_RESPONSE_BYTES,
+};
+use crate::{keys, rpc, NODE_LOG_TARGET};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use timecoin_consensus::Signer;
+use timecoin_ledger::{Genesis, Mempool, Store};
+use timecoin_net::NetConfig;
+use timecoin_types::codec;
+use tokio::sync::watch;
+use tracing::info;
+
+/// Options of `timed start`; flags override `config.toml`.
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// The node's home directory (holds config.toml).
+    #[arg(long)]
+    pub home: PathBuf,
+    /// Listen for peers on this multiaddress instead of the configured ones (repeatable).
+    #[arg(long = "p2p-listen")]
+    pub p2p_listen: Vec<String>,
+    /// Bootstrap from this multiaddress instead of the configured ones (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Serve JSON-RPC on this HOST:PORT instead of the configured one.
+    #[arg(long)]
+    pub rpc_listen: Option<SocketAddr>,
+    /// Keep the database here instead of the configured data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs `timed start` until SIGINT or SIGTERM, or until the event loop stops on a fatal
+/// error (returned, after the network and RPC are shut down).
+pub fn run(args: StartArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libp2p_gossipsub=warn,libp2p_kad=warn".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(start(args))
+}
+
+async fn start(args: StartArgs) -> Result<()> {
+    let home = &args.home;
+    let mut config = Config::load(home)?;
+    if !args.p2p_listen.is_empty() {
+        config.p2p.listen = args.p2p_listen.clone();
+    }
+    if !args.bootstrap.is_empty() {
+        config.p2p.bootstrap = args.bootstrap.clone();
+    }
+    if let Some(addr) = args.rpc_listen {
+        config.rpc.listen = addr;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+
+    let genesis = Genesis::load(&resolve(home, &config.genesis))?;
+    let data_dir = resolve(home, &config.data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let store = Arc::new(Store::open(&data_dir.join("timed.redb"))?);
+    store.init_genesis(&genesis)?;
+    let (tip, tip_hash) = store.tip()?;
+
+    let mut restored_proposals = Vec::new();
+    let signer = match &config.validator_key {
+        Some(path) => {
+            let key = keys::read_key(&resolve(home, path))?;
+            let record = match store.load_signer_state()? {
+                Some(bytes) => Some(
+                    codec::decode::<ConsensusRecord>(&bytes, MAX_CONSENSUS_RECORD_BYTES)
+                        .context("stored signer state is unreadable")?,
+                ),
+                None => None,
+            };
+            info!(target: NODE_LOG_TARGET, public_key = %key.public(), "validator key loaded");
+            let (state, proposals) =
+                record.map_or((None, Vec::new()), |r| (Some(r.signer), r.proposals));
+            restored_proposals = proposals;
+            Some(Signer::new(key, state))
+        }
+        None => None,
+    };
+    let is_validator = signer.is_some();
+
+    let parse_addrs = |list: &[String]| -> Result<Vec<libp2p::Multiaddr>> {
+        list.iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("invalid multiaddress {a}"))
+            })
+            .collect()
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (net, net_events) = timecoin_net::start(
+        NetConfig {
+            chain_id: genesis.chain_id.clone(),
+            keypair: keys::read_node_identity(&resolve(home, &config.node_key))?,
+            listen: parse_addrs(&config.p2p.listen)?,
+            bootstrap: parse_addrs(&config.p2p.bootstrap)?,
+            max_peers: config.p2p.max_peers,
+            max_message_bytes: MAX_PROPOSAL_BYTES,
+            max_sync_response_bytes: MAX_SYNC_RESPONSE_BYTES,
+        },
+        &mut registry,
+    )
+    .await?;
+    let metrics = Metrics::new(registry);
+    metrics.height.set(tip as i64);
+
+    let (status_tx, status_rx) = watch::channel(Status {
+        validator: is_validator,
+        ..Status::default()
+    });
+    let shared = Arc::new(Shared {
+        genesis,
+        store,
+        mempool: Mutex::new(Mempool::new(
+            config.mempool.max_transactions,
+            config.mempool.max_bytes,
+        )),
+        net,
+        status: status_rx,
+        metrics,
+        finalized_at: Mutex::default(),
+    });
+    let (rpc_addr, rpc_handle) = rpc::serve(config.rpc.listen, shared.clone()).await?;
+    info!(
+        target: NODE_LOG_TARGET,
+        chain_id = %shared.genesis.chain_id,
+        height = tip,
+        hash = %tip_hash,
+        peer_id = %shared.net.local_peer_id(),
+        rpc = %format!("http://{rpc_addr}/"),
+        validator = is_validator,
+        "node started"
+    );
+
+    let mut node = Node::new(
+        shared.clone(),
+        status_tx,
+        config.consensus.engine(),
+        signer,
+        restored_proposals,
+    );
+    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = node.run(tip + 1, net_events, sigterm).await;
+    info!(target: NODE_LOG_TARGET, "shutting down");
+    let _ = rpc_handle.stop();
+    shared.net.shutdown().await;
+    rpc_handle.stopped().await;
+    Ok(outcome?)
+}
