@@ -177,7 +177,8 @@ pub enum Output<B> {
         round: u32,
         /// The decided block.
         block_hash: Hash256,
-        /// The block, if we received it; otherwise the node fetches it by sync.
+        /// The block, if we received it and did not find it invalid; otherwise the node
+        /// fetches it, with its certificate, from peers.
         block: Option<B>,
         /// The precommits that formed the quorum.
         certificate: Certificate,

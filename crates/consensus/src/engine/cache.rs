@@ -89,9 +89,12 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         self.blocks.get(hash).map(|b| b.validity)
     }
 
-    /// The block, if cached.
-    pub(super) fn block(&self, hash: &Hash256) -> Option<B> {
-        self.blocks.get(hash).map(|b| b.block.clone())
+    /// The block to hand over with a decision: cached and not found invalid. A block still
+    /// being validated goes too (applying it checks it again); an invalid one does not, and
+    /// the node fetches the decided block with its certificate from peers instead.
+    pub(super) fn decided_block(&self, hash: &Hash256) -> Option<B> {
+        let b = self.blocks.get(hash)?;
+        (b.validity != Validity::Invalid).then(|| b.block.clone())
     }
 
     /// The block, if cached and known valid.

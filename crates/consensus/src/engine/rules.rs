@@ -107,7 +107,7 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
             height: self.height,
             round,
             block_hash: hash,
-            block: self.block(&hash),
+            block: self.decided_block(&hash),
             certificate,
         });
         self.decided = true;

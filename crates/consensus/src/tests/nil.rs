@@ -116,6 +116,22 @@ fn invalid_block_gets_a_nil_prepare() {
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
 }
 
+/// Two thirds precommit a block this node found invalid (its state disagrees with theirs):
+/// the decision stands, but the body it holds is not handed over to be applied; the node
+/// fetches the decided block with its certificate instead.
+#[test]
+fn a_decision_never_hands_over_a_body_found_invalid() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (mut e, me) = started(&net);
+    let b = Blk(5);
+    e.handle(net.proposal(1, 0, None, &b));
+    e.handle(validated(1, &b, false));
+    let o = others(&net, me);
+    let out = net.votes(&mut e, &o, VoteKind::Precommit, 1, 0, Some(&b));
+    let (_, hash, block, _) = decision(&out).unwrap();
+    assert_eq!((hash, block), (hash_of(&b), None));
+}
+
 #[test]
 fn the_round_timer_repeats_and_resends_our_votes() {
     let net = Net::new(&[1, 1, 1, 1]);
