@@ -29,6 +29,32 @@ pub(super) enum Buffered<B> {
     Vote(Vote),
 }
 
+impl<B> Buffered<B> {
+    fn signed(&self) -> Signed<'_> {
+        match self {
+            Buffered::Proposal(p, _) => Signed::Proposal(p),
+            Buffered::Vote(v) => Signed::Vote(v),
+        }
+    }
+}
+
+/// The signed part of a message, which is all the checks before buffering look at.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Signed<'a> {
+    Proposal(&'a Proposal),
+    Vote(&'a Vote),
+}
+
+impl Signed<'_> {
+    /// The height it is for and who signed it.
+    fn signer(self) -> (u64, PublicKey) {
+        match self {
+            Signed::Proposal(p) => (p.height, p.proposer),
+            Signed::Vote(v) => (v.height, v.validator),
+        }
+    }
+}
+
 /// The next height, its validator set and what is buffered for it.
 pub(super) struct FutureHeights<B> {
     next: Option<(u64, ValidatorSet)>,
@@ -64,38 +90,40 @@ impl<B> FutureHeights<B> {
         buffered
     }
 
-    /// Keeps a message for the next height, within the bounds.
-    pub(super) fn buffer(&mut self, chain_id: &str, config: &Config, item: Buffered<B>) -> Verdict {
+    /// The verdict on `item` that needs no signature check, if there is one: wrong height,
+    /// not a member or not the round's proposer, a duplicate.
+    pub(super) fn precheck(&self, item: Signed<'_>) -> Option<Verdict> {
         let Some((next, set)) = &self.next else {
-            return ignored("no height started yet");
+            return Some(ignored("no height started yet"));
         };
-        let (height, key) = match &item {
-            Buffered::Proposal(p, _) => (p.height, p.proposer),
-            Buffered::Vote(v) => (v.height, v.validator),
-        };
+        let (height, key) = item.signer();
         if height < *next {
-            return ignored("old height");
+            return Some(ignored("old height"));
         }
         if height > *next {
-            return ignored("height too far ahead: its validator set is not known yet");
+            return Some(ignored(
+                "height too far ahead: its validator set is not known yet",
+            ));
         }
-        match &item {
-            Buffered::Proposal(p, _) if set.proposer(p.height, p.round).public_key != key => {
-                return rejected("not the proposer of this round");
+        match item {
+            Signed::Proposal(p) if set.proposer(p.height, p.round).public_key != key => {
+                return Some(rejected("not the proposer of this round"));
             }
-            Buffered::Vote(_) if set.weight_of(&key) == 0 => {
-                return rejected("signer is not in the validator set of its height");
+            Signed::Vote(_) if set.weight_of(&key) == 0 => {
+                return Some(rejected("signer is not in the validator set of its height"));
             }
             _ => {}
         }
-        let duplicate = self.items.iter().any(|b| match (b, &item) {
-            (Buffered::Proposal(a, _), Buffered::Proposal(c, _)) => a == c,
-            (Buffered::Vote(a), Buffered::Vote(c)) => a == c,
-            _ => false,
-        });
-        if duplicate {
-            return ignored("duplicate of a buffered message");
+        let duplicate = self.items.iter().any(|b| b.signed() == item);
+        duplicate.then(|| ignored("duplicate of a buffered message"))
+    }
+
+    /// Keeps a message for the next height, within the bounds.
+    pub(super) fn buffer(&mut self, chain_id: &str, config: &Config, item: Buffered<B>) -> Verdict {
+        if let Some(verdict) = self.precheck(item.signed()) {
+            return verdict;
         }
+        let (_, key) = item.signed().signer();
         if self.items.len() >= MAX_BUFFERED_PER_HEIGHT {
             return ignored("future height buffer full");
         }

@@ -36,6 +36,27 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         *entry = (*entry).max(round);
     }
 
+    /// The verdict on a proposal of this height that needs no signature check, if there is
+    /// one: decided already, not the round's proposer, a duplicate.
+    pub(super) fn precheck_proposal(&self, proposal: &Proposal) -> Option<Verdict> {
+        if self.decided {
+            return Some(ignored("height already decided"));
+        }
+        if self
+            .validators
+            .proposer(self.height, proposal.round)
+            .public_key
+            != proposal.proposer
+        {
+            return Some(rejected("not the proposer of this round"));
+        }
+        let known = self
+            .rounds
+            .get(&proposal.round)
+            .and_then(|r| r.proposal.as_ref());
+        (known == Some(proposal)).then(|| ignored("duplicate proposal"))
+    }
+
     pub(super) fn on_proposal(
         &mut self,
         out: &mut Outbox<'_, B>,
@@ -44,24 +65,12 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         block_hash: Hash256,
         verified: bool,
     ) -> Verdict {
-        if self.decided {
-            return ignored("height already decided");
-        }
-        if let Some(verdict) = malformed(&proposal, block_hash) {
+        if let Some(verdict) =
+            malformed(&proposal, block_hash).or_else(|| self.precheck_proposal(&proposal))
+        {
             return verdict;
         }
-        if self
-            .validators
-            .proposer(self.height, proposal.round)
-            .public_key
-            != proposal.proposer
-        {
-            return rejected("not the proposer of this round");
-        }
         let round = proposal.round;
-        if self.rounds.get(&round).and_then(|r| r.proposal.as_ref()) == Some(&proposal) {
-            return ignored("duplicate proposal");
-        }
         if !verified && proposal.verify(out.chain_id).is_err() {
             return rejected("bad signature");
         }

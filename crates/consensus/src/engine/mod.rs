@@ -25,10 +25,10 @@ pub use rounds::MAX_PAST_ROUNDS;
 use crate::messages::{Config, Handled, Input, Output, Step, Verdict};
 use crate::signer::Signer;
 use cache::CachedBlock;
-use future::{Buffered, FutureHeights};
+use future::{Buffered, FutureHeights, Signed};
 use rounds::RoundState;
 use std::collections::BTreeMap;
-use timecoin_types::{Hash256, PublicKey, ValidatorSet, VoteKind};
+use timecoin_types::{Hash256, Proposal, PublicKey, ValidatorSet, VoteKind};
 
 /// Everything about the height in progress.
 struct HeightState<B> {
@@ -202,6 +202,20 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
         hs.progress(&mut out);
         self.current = Some(hs);
         out.outputs
+    }
+
+    /// The verdict on `proposal` that needs neither its signature nor its block, if there
+    /// is one (an old or far height, not the round's proposer, a duplicate, a valid round not
+    /// below the round). The node asks before it verifies the signature and decodes the
+    /// block, so that what would be refused anyway costs it nothing.
+    pub fn precheck_proposal(&self, proposal: &Proposal) -> Option<Verdict> {
+        if proposal.valid_round.is_some_and(|vr| vr >= proposal.round) {
+            return Some(rejected("valid_round is not below the round"));
+        }
+        match &self.current {
+            Some(hs) if proposal.height == hs.height => hs.precheck_proposal(proposal),
+            _ => self.future.precheck(Signed::Proposal(proposal)),
+        }
     }
 
     /// Handles one input.

@@ -210,3 +210,39 @@ proptest! {
         }
     }
 }
+
+/// What the node asks before it verifies a proposal's signature or decodes its block.
+#[test]
+fn proposals_are_prechecked_without_signature_or_block() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let mut e = net.engine(Some(0));
+    e.start_height(1, net.set.clone(), net.set.clone());
+    let proposal_of = |input: Input<Blk>| match input {
+        Input::Proposal { proposal, .. } => proposal,
+        _ => unreachable!("a proposal"),
+    };
+    // A forged signature passes the precheck: checking it is the next, costlier step.
+    let mut forged = proposal_of(net.proposal(1, 0, None, &Blk(1)));
+    forged.signature = Signature([3; 64]);
+    assert_eq!(e.precheck_proposal(&forged), None);
+    let not_proposer = &net.keys[(net.proposer_index(1, 0) + 1) % 4];
+    let wrong = proposal_of(proposal_by(
+        not_proposer,
+        1,
+        0,
+        None,
+        &Blk(1),
+        hash_of(&Blk(1)),
+    ));
+    assert!(rejected(&e.precheck_proposal(&wrong).unwrap()));
+    let bad_round = proposal_of(net.proposal(1, 1, Some(1), &Blk(1)));
+    assert!(rejected(&e.precheck_proposal(&bad_round).unwrap()));
+    let far = proposal_of(net.proposal(3, 0, None, &Blk(1)));
+    assert!(ignored(&e.precheck_proposal(&far).unwrap()));
+    let next = proposal_of(net.proposal(2, 0, None, &Blk(1)));
+    assert_eq!(e.precheck_proposal(&next), None);
+    // Once received, the same proposal is a duplicate.
+    propose_valid(&net, &mut e, 1, 0, None, &Blk(1));
+    let again = proposal_of(net.proposal(1, 0, None, &Blk(1)));
+    assert!(ignored(&e.precheck_proposal(&again).unwrap()));
+}
