@@ -45,10 +45,42 @@ pub struct P2pConfig {
     /// Most peers to keep connected.
     #[serde(default = "default_max_peers")]
     pub max_peers: u32,
+    /// Most inbound connections of peers that are not bootstrap peers; two thirds of
+    /// `max_peers` when absent, so that strangers dialling in never take the slots this node
+    /// needs to dial out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inbound: Option<u32>,
+    /// Most inbound connections from one IP address, bootstrap peers excepted.
+    #[serde(default = "default_max_inbound_per_ip")]
+    pub max_inbound_per_ip: u32,
 }
 
 fn default_max_peers() -> u32 {
     50
+}
+
+fn default_max_inbound_per_ip() -> u32 {
+    8
+}
+
+impl P2pConfig {
+    /// Settings for these addresses with the default limits.
+    pub fn new(listen: Vec<String>, bootstrap: Vec<String>) -> P2pConfig {
+        P2pConfig {
+            listen,
+            bootstrap,
+            max_peers: default_max_peers(),
+            max_inbound: None,
+            max_inbound_per_ip: default_max_inbound_per_ip(),
+        }
+    }
+
+    /// The inbound limit in force (`max_inbound`, or its default, never above `max_peers`).
+    pub fn inbound_limit(&self) -> u32 {
+        self.max_inbound
+            .unwrap_or(self.max_peers * 2 / 3)
+            .min(self.max_peers)
+    }
 }
 
 /// `[rpc]`
@@ -106,6 +138,8 @@ pub struct MempoolConfig {
     pub max_transactions: usize,
     /// Most pending bytes.
     pub max_bytes: usize,
+    /// How long a transaction may wait before it is dropped (it can be sent again).
+    pub ttl_secs: u64,
 }
 
 impl Default for MempoolConfig {
@@ -113,6 +147,7 @@ impl Default for MempoolConfig {
         MempoolConfig {
             max_transactions: 100_000,
             max_bytes: 64 << 20,
+            ttl_secs: 3600,
         }
     }
 }
@@ -208,11 +243,7 @@ pub fn init(args: InitArgs) -> Result<()> {
         data_dir: "data".into(),
         validator_key: args.validator.then(|| "validator.key".into()),
         node_key: "node.key".into(),
-        p2p: P2pConfig {
-            listen: vec![args.p2p_listen],
-            bootstrap: args.bootstrap,
-            max_peers: default_max_peers(),
-        },
+        p2p: P2pConfig::new(vec![args.p2p_listen], args.bootstrap),
         rpc: RpcConfig {
             listen: args.rpc_listen,
         },

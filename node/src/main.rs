@@ -1,28 +1,9 @@
 //! `timed`: the TIME Coin validator node, its testnet generator and a small wallet.
 
-mod bench;
-mod config;
-mod keys;
-mod metrics;
-mod node;
-mod rpc;
-mod shared;
-mod start;
-mod sync;
-mod testnet;
-mod txs;
-mod validator;
-mod wallet;
-mod wire;
-
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The tracing target of the running node's own log lines (startup, event loop, gossip
-/// verdicts), wherever their code lives: `timed::node`, as it has always been, so that
-/// `RUST_LOG` filters and readers of the logs keep working.
-const NODE_LOG_TARGET: &str = "timed::node";
+use timed::{bench, config, start, testnet, validator, wallet};
 
 #[derive(Parser)]
 #[command(name = "timed", version, about = "TIME Coin validator node", long_about = None)]

@@ -10,17 +10,18 @@
 mod effects;
 mod intake;
 
-use crate::shared::{Internal, Shared, Status};
+use crate::shared::{report_gossip, Internal, Shared, Status};
 use crate::sync::{self, SyncHandle};
 use crate::txs::TxWorker;
 use crate::wire::{ProposalMessage, SyncedBlock};
+use crate::NODE_LOG_TARGET;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use timecoin_consensus::{Engine, Input, Signer, Timeout};
+use timecoin_consensus::{Engine, Input, Signer, Timeout, FUTURE_HEIGHTS};
 use timecoin_ledger::Block;
-use timecoin_net::NetEvent;
+use timecoin_net::NetEvents;
 use timecoin_types::Hash256;
 use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
@@ -30,6 +31,9 @@ use tracing::error;
 
 /// Most proposals remembered per height (the engine caches no more blocks either).
 const MAX_PROPOSALS_PER_HEIGHT: usize = 16;
+/// Most gossiped proposals whose signature and body are being checked at once; each holds
+/// up to a full block, so this bounds that memory too.
+const MAX_PROPOSALS_IN_CHECK: usize = 8;
 
 /// Why the loop stopped on its own: going on could break safety, so the node stops instead.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,8 @@ pub struct Node {
     /// Makes every vote send distinct on the wire (see [`crate::wire::VoteMessage`]); starts
     /// random so that a restarted node does not repeat its earlier sends.
     vote_nonce: u64,
+    /// Gossiped proposals out for their signature and body check.
+    proposals_in_check: usize,
 }
 
 impl Node {
@@ -97,6 +103,7 @@ impl Node {
             height_started: Instant::now(),
             proposal_seen: None,
             vote_nonce: rand::random(),
+            proposals_in_check: 0,
             proposals: restored
                 .into_iter()
                 .map(|m| ((m.proposal.height, m.proposal.block_hash), m))
@@ -108,7 +115,7 @@ impl Node {
     pub async fn run(
         &mut self,
         first_height: u64,
-        mut net_events: mpsc::Receiver<NetEvent>,
+        mut net_events: NetEvents,
         mut sigterm: Signal,
     ) -> Result<(), Fatal> {
         self.schedule_height(first_height);
@@ -145,8 +152,14 @@ impl Node {
             return Ok(());
         };
         let store = self.shared.store.clone();
-        let set = match tokio::task::spawn_blocking(move || store.validator_set(height)).await {
-            Ok(Ok(set)) => set,
+        let sets = tokio::task::spawn_blocking(move || {
+            Ok::<_, timecoin_ledger::StoreError>((
+                store.validator_set(height)?,
+                store.validator_set(height + 1)?,
+            ))
+        });
+        let (set, next_set) = match sets.await {
+            Ok(Ok(sets)) => sets,
             other => {
                 error!(height, ?other, "cannot read the validator set; retrying");
                 self.next_start = Some((height, Instant::now() + Duration::from_secs(1)));
@@ -157,7 +170,7 @@ impl Node {
         self.height_started = Instant::now();
         self.proposal_seen = None;
         self.proposals = self.proposals.split_off(&(height, Hash256::ZERO));
-        let outputs = self.engine.start_height(height, set);
+        let outputs = self.engine.start_height(height, set, next_set);
         self.process(outputs).await?;
         // After a restart: offer the blocks we were locked on again (the engine drops
         // duplicates of proposals it already has).
@@ -167,10 +180,14 @@ impl Node {
             .map(|(_, m)| m.clone())
             .collect();
         for message in ours {
-            let block_hash = message.block.hash();
+            let Ok(block) = message.block() else {
+                error!(target: NODE_LOG_TARGET, height, "a persisted proposal does not decode; skipped");
+                continue;
+            };
+            let block_hash = message.proposal.block_hash;
             self.feed(Input::Proposal {
                 proposal: message.proposal,
-                block: message.block,
+                block,
                 block_hash,
             })
             .await?;
@@ -181,7 +198,7 @@ impl Node {
     /// Remembers a proposal of a height the engine works on or buffers, within bounds.
     fn remember_proposal(&mut self, message: &ProposalMessage) {
         let height = message.proposal.height;
-        if height < self.engine.height() || height > self.engine.height() + 2 {
+        if height < self.engine.height() || height > self.engine.height() + FUTURE_HEIGHTS {
             return;
         }
         let of_height = self
@@ -222,6 +239,19 @@ impl Node {
                 })
                 .await?;
             }
+            Internal::ProposalChecked {
+                message,
+                checked,
+                id,
+                source,
+            } => {
+                self.proposals_in_check -= 1;
+                let verdict = match checked {
+                    Ok(block) => self.on_checked_proposal(*message, *block).await?,
+                    Err(refused) => refused,
+                };
+                report_gossip(&self.shared, "proposal", id, source, &verdict);
+            }
             Internal::Synced { blocks, done } => {
                 let result = self.apply_synced(blocks).await;
                 let _ = done.send(result);
@@ -235,20 +265,22 @@ impl Node {
     async fn apply_synced(&mut self, blocks: Vec<SyncedBlock>) -> Result<u64, String> {
         let shared = self.shared.clone();
         let (applied, result) = tokio::task::spawn_blocking(move || {
-            let mut applied = 0u64;
-            for item in &blocks {
+            let mut applied = Vec::new();
+            for item in blocks {
                 let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
                 let height = item.block.header.height;
                 if height <= tip {
                     continue;
                 }
-                if let Err(err) = sync::check_and_apply(&shared.store, &shared.genesis, item) {
-                    return Ok((applied, Err(format!("block {height}: {err}"))));
+                if let Err(err) = sync::check_and_apply(&shared.store, &shared.genesis, &item) {
+                    shared.clean_mempool(&applied);
+                    return Ok((applied.len() as u64, Err(format!("block {height}: {err}"))));
                 }
-                applied += 1;
+                applied.push(item.block);
             }
+            shared.clean_mempool(&applied);
             let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
-            Ok::<_, String>((applied, Ok(tip)))
+            Ok::<_, String>((applied.len() as u64, Ok(tip)))
         })
         .await
         .map_err(|e| e.to_string())??;

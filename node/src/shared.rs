@@ -47,6 +47,20 @@ pub struct Shared {
     pub finalized_at: Mutex<FinalizedAt>,
 }
 
+impl Shared {
+    /// Takes the transactions of newly finalized `blocks` (and whatever conflicts with them)
+    /// out of the mempool, with the entries that waited too long; for blocks decided here and
+    /// blocks applied by catch-up sync alike.
+    pub fn clean_mempool(&self, blocks: &[Block]) {
+        let mut pool = self.mempool.lock().expect("mempool lock");
+        for block in blocks {
+            pool.remove_for_block(block);
+        }
+        pool.expire(crate::testnet::now_ms());
+        self.metrics.mempool_size.set(pool.len() as i64);
+    }
+}
+
 /// The local finalization time of the most recent heights.
 #[derive(Default)]
 pub struct FinalizedAt(BTreeMap<u64, u64>);
@@ -89,6 +103,17 @@ pub enum Internal {
         round: u32,
         /// The block.
         block: Box<Block>,
+    },
+    /// A gossiped proposal came back from its signature and body check.
+    ProposalChecked {
+        /// The message as received.
+        message: Box<crate::wire::ProposalMessage>,
+        /// Its block, or the verdict that refuses it.
+        checked: Result<Box<Block>, Verdict>,
+        /// Gossipsub's id of the message.
+        id: MessageId,
+        /// The peer that forwarded it.
+        source: PeerId,
     },
     /// Finalized blocks fetched from a peer, to apply in order.
     Synced {

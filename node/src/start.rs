@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::shared::{Shared, Status};
 use crate::wire::{
-    ConsensusRecord, MAX_CONSENSUS_RECORD_BYTES, MAX_PROPOSAL_BYTES, MAX_SYNC_RESPONSE_BYTES,
+    ConsensusRecord, GOSSIP_LIMITS, MAX_CONSENSUS_RECORD_BYTES, MAX_SYNC_RESPONSE_BYTES,
 };
 use crate::{keys, rpc, NODE_LOG_TARGET};
 use anyhow::{Context, Result};
@@ -119,7 +119,9 @@ async fn start(args: StartArgs) -> Result<()> {
             listen: parse_addrs(&config.p2p.listen)?,
             bootstrap: parse_addrs(&config.p2p.bootstrap)?,
             max_peers: config.p2p.max_peers,
-            max_message_bytes: MAX_PROPOSAL_BYTES,
+            max_inbound: config.p2p.inbound_limit(),
+            max_inbound_per_ip: config.p2p.max_inbound_per_ip,
+            max_message_bytes: GOSSIP_LIMITS,
             max_sync_response_bytes: MAX_SYNC_RESPONSE_BYTES,
         },
         &mut registry,
@@ -138,6 +140,7 @@ async fn start(args: StartArgs) -> Result<()> {
         mempool: Mutex::new(Mempool::new(
             config.mempool.max_transactions,
             config.mempool.max_bytes,
+            config.mempool.ttl_secs.saturating_mul(1000),
         )),
         net,
         status: status_rx,

@@ -13,8 +13,9 @@ use timecoin_types::{Address, Keypair, COIN, MAX_CHAIN_ID_LEN};
 const VALIDATOR_COLLATERAL: u64 = 1_000 * COIN;
 /// What the faucet key holds at genesis.
 const FAUCET_FUNDS: u64 = 1_000_000 * COIN;
-/// Smallest fee a transaction must pay, in base units.
-const MIN_FEE: u64 = 1_000;
+/// Smallest fee rate, in base units per byte of the encoded transaction: a one-input,
+/// two-output transfer (about 250 bytes) pays at least 0.000025 TIME.
+const MIN_FEE_PER_BYTE: u64 = 10;
 /// Ports inside the docker-compose containers.
 const CONTAINER_P2P_PORT: u16 = 26656;
 const CONTAINER_RPC_PORT: u16 = 8545;
@@ -109,7 +110,8 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             address: Address::of(&faucet.public()),
             amount: FAUCET_FUNDS,
         }],
-        min_fee: MIN_FEE,
+        min_fee_per_byte: MIN_FEE_PER_BYTE,
+        min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
         unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
     };
     genesis.validate().context("generated genesis is invalid")?;
@@ -132,11 +134,10 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             data_dir: "data".into(),
             validator_key: (i < args.validators).then(|| "validator.key".into()),
             node_key: "node.key".into(),
-            p2p: P2pConfig {
-                listen: vec![format!("/ip4/127.0.0.1/tcp/{}", home.p2p_port)],
+            p2p: P2pConfig::new(
+                vec![format!("/ip4/127.0.0.1/tcp/{}", home.p2p_port)],
                 bootstrap,
-                max_peers: 50,
-            },
+            ),
             rpc: RpcConfig {
                 listen: ([127, 0, 0, 1], args.base_port + 100 + i as u16).into(),
             },

@@ -44,11 +44,9 @@ impl Shared {
         if finalized.is_some() || self.mempool.lock().expect("mempool lock").contains(&txid) {
             return Err(SubmitError::Known(txid));
         }
-        let fee =
-            self.store
-                .validate_transaction(&tx, &self.genesis.chain_id, self.genesis.min_fee)?;
+        let fee = self.store.validate_transaction(&tx, &self.genesis)?;
         let mut pool = self.mempool.lock().expect("mempool lock");
-        pool.insert(tx, fee)?;
+        pool.insert(tx, fee, crate::testnet::now_ms())?;
         self.metrics.mempool_size.set(pool.len() as i64);
         Ok(txid)
     }
@@ -102,7 +100,9 @@ fn verdict(shared: &Shared, data: &[u8]) -> Verdict {
     };
     match shared.admit(tx) {
         Ok(_) => Verdict::Accepted,
-        Err(SubmitError::Invalid(err)) => Verdict::Rejected(err.to_string()),
+        // An unknown or spent input, a pool conflict, a node one block behind: possibly valid
+        // elsewhere, so nobody is penalised for it.
+        Err(SubmitError::Invalid(err)) if !err.is_local() => Verdict::Rejected(err.to_string()),
         Err(err) => Verdict::Ignored(err.to_string()),
     }
 }

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 use timecoin_consensus::SignerState;
-use timecoin_ledger::Block;
+use timecoin_ledger::{Block, MAX_BLOCK_BYTES, MAX_TX_BYTES};
+use timecoin_net::MessageLimits;
+use timecoin_types::codec::{self, CodecError};
 use timecoin_types::{Certificate, Hash256, Proposal, Vote};
 
 /// Largest vote message.
@@ -22,13 +24,45 @@ pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 << 20;
 /// Largest sync request.
 pub const MAX_SYNC_REQUEST_BYTES: usize = 256;
 
-/// A block proposal on the wire: the signed proposal and the block it names.
+/// The size limit of each gossip topic. These are protocol limits: a peer that forwards a
+/// larger message is penalised by every node.
+pub const GOSSIP_LIMITS: MessageLimits = MessageLimits {
+    proposal: MAX_PROPOSAL_BYTES,
+    vote: MAX_VOTE_BYTES,
+    tx: MAX_TX_BYTES,
+};
+
+/// A block proposal on the wire: the signed proposal and the block it names, the block as
+/// its canonical encoding in a byte string. The proposal is decoded and checked (height,
+/// round, proposer, signature) before the body is decoded at all, so that a peer cannot make
+/// the node decode megabytes for a proposal it would refuse anyway.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ProposalMessage {
     /// The proposer's signed statement.
     pub proposal: Proposal,
-    /// The block.
-    pub block: Block,
+    /// The block's encoding.
+    #[serde(with = "serde_bytes")]
+    pub block: Vec<u8>,
+}
+
+impl ProposalMessage {
+    /// The message for `proposal` of `block`.
+    pub fn new(proposal: Proposal, block: &Block) -> ProposalMessage {
+        ProposalMessage {
+            proposal,
+            block: codec::encode(block),
+        }
+    }
+
+    /// Decodes a gossiped proposal, leaving the body undecoded.
+    pub fn decode(data: &[u8]) -> Result<ProposalMessage, CodecError> {
+        codec::decode(data, MAX_PROPOSAL_BYTES)
+    }
+
+    /// Decodes the body.
+    pub fn block(&self) -> Result<Block, CodecError> {
+        codec::decode(&self.block, MAX_BLOCK_BYTES)
+    }
 }
 
 /// A vote on the wire. The engine re-sends votes when a round stalls (gossipsub never

@@ -25,7 +25,10 @@ pub struct Workload {
 /// genesis output sits at a fixed outpoint and txids do not cover signatures.
 pub fn build_workload(genesis: &Genesis, faucet: &Keypair, coins: usize) -> Result<Workload> {
     let chain_id = &genesis.chain_id;
-    let fee = genesis.min_fee;
+    // One fee for every transaction of the load, enough for the largest one allowed.
+    let fee = genesis
+        .min_fee_per_byte
+        .saturating_mul(timecoin_ledger::MAX_TX_BYTES as u64);
     let owner = Address::of(&faucet.public());
     let sink = Address::of(&Keypair::generate().public());
     let funds = genesis
@@ -179,7 +182,8 @@ mod tests {
                 address: Address::of(&faucet.public()),
                 amount: 1_000_000 * timecoin_types::COIN,
             }],
-            min_fee: 1_000,
+            min_fee_per_byte: 10,
+            min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
             unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
         };
         let work = build_workload(&genesis, &faucet, 600).unwrap();
@@ -190,6 +194,6 @@ mod tests {
         assert_eq!(ids.len(), 600);
         let input: u64 = work.first.outputs[0].amount;
         let output: u64 = work.second[0].outputs.iter().map(|o| o.amount).sum();
-        assert!(input - output >= genesis.min_fee);
+        assert!(input - output >= genesis.min_fee_for(&work.second[0]));
     }
 }

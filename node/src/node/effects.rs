@@ -36,7 +36,7 @@ impl Node {
             match output {
                 Output::PersistSigner(state) => self.persist_signer(state).await?,
                 Output::BroadcastProposal { proposal, block } => {
-                    let message = ProposalMessage { proposal, block };
+                    let message = ProposalMessage::new(proposal, &block);
                     self.remember_proposal(&message);
                     let bytes = codec::encode(&message);
                     self.shared.net.publish(Topic::Proposal, bytes).await;
@@ -111,7 +111,8 @@ impl Node {
         let shared = self.shared.clone();
         let tx = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let valid = match shared.store.validate_block(&block, &shared.genesis) {
+            let now_ms = crate::testnet::now_ms();
+            let valid = match shared.store.validate_block(&block, &shared.genesis, now_ms) {
                 Ok(()) => true,
                 Err(err) => {
                     warn!(target: NODE_LOG_TARGET, height, hash = %block_hash, %err, "proposed block is invalid");
@@ -194,6 +195,13 @@ impl Node {
         match result {
             Ok(Ok(true)) => self.after_commit(&block, round),
             Ok(Ok(false)) => {}
+            // The decided block does not apply here although two thirds finalized it: this
+            // node's copy or state disagrees with theirs. Nothing a peer sent may stop the
+            // node; fetch the block with its certificate from peers instead.
+            Ok(Err(err)) if !is_disk_failure(&err) => {
+                error!(target: NODE_LOG_TARGET, height, hash = %block_hash, %err, "the decided block does not apply; fetching it from peers");
+                self.sync.trigger();
+            }
             other => {
                 error!(target: NODE_LOG_TARGET, height, ?other, "cannot store the finalized block; stopping");
                 return Err(Fatal::FinalizedBlock {
@@ -221,11 +229,7 @@ impl Node {
                 .get_or_create(&PhaseLabels { phase: "vote" })
                 .observe(seen.elapsed().as_secs_f64());
         }
-        {
-            let mut pool = self.shared.mempool.lock().expect("mempool lock");
-            pool.remove_for_block(block);
-            m.mempool_size.set(pool.len() as i64);
-        }
+        self.shared.clean_mempool(std::slice::from_ref(block));
         let reward: u64 = block.rewards.iter().map(|o| o.amount).sum();
         info!(
             target: NODE_LOG_TARGET,
@@ -273,4 +277,13 @@ impl Node {
             s.step = step;
         });
     }
+}
+
+/// Whether the store failed locally (I/O, corruption) rather than refusing the block: only
+/// then may the node stop.
+fn is_disk_failure(err: &timecoin_ledger::StoreError) -> bool {
+    matches!(
+        err,
+        timecoin_ledger::StoreError::Database(_) | timecoin_ledger::StoreError::Corrupt(_)
+    )
 }

@@ -1,19 +1,23 @@
 //! Gossip intake: every network event enters here. Proposals and votes are decoded and
-//! checked (size, chain, heights, topic) before the engine sees them; transactions go to the
+//! checked (size, chain, heights, topic) before the engine sees them, cheapest checks first;
+//! a proposal's signature and body are checked off the loop. Transactions go to the
 //! transaction worker, sync requests to the sync server. Each gossip message ends in a
-//! verdict for gossipsub.
+//! verdict for gossipsub: `Reject` (the forwarder is penalised) only for what is invalid on
+//! every node, `Ignore` for what depends on this node's state.
 //!
 //! Kept apart from the effects so that what a peer can make this node do starts in one place.
 
+use super::MAX_PROPOSALS_IN_CHECK;
 use super::{Fatal, Node};
 use crate::metrics::PhaseLabels;
-use crate::shared::report_gossip;
+use crate::shared::{report_gossip, Internal};
 use crate::sync;
 use crate::txs::GossipedTx;
-use crate::wire::{ProposalMessage, VoteMessage, MAX_PROPOSAL_BYTES, MAX_VOTE_BYTES};
+use crate::wire::{ProposalMessage, VoteMessage, MAX_VOTE_BYTES};
 use crate::NODE_LOG_TARGET;
 use timecoin_consensus::{Input, Verdict};
-use timecoin_net::{NetEvent, Topic};
+use timecoin_ledger::{check_block_body, Block};
+use timecoin_net::{MessageId, NetEvent, PeerId, Topic};
 use timecoin_types::{codec, Vote, VoteKind};
 use tokio::time::Instant;
 use tracing::debug;
@@ -37,7 +41,11 @@ impl Node {
                         }
                         return Ok(());
                     }
-                    Topic::Proposal => ("proposal", self.on_proposal(&data).await?),
+                    Topic::Proposal => match self.on_proposal(&data, id.clone(), source) {
+                        Some(verdict) => ("proposal", verdict),
+                        // Reported when the check comes back.
+                        None => return Ok(()),
+                    },
                     Topic::Prepare => ("prepare", self.on_vote(&data, VoteKind::Prepare).await?),
                     Topic::Precommit => {
                         ("precommit", self.on_vote(&data, VoteKind::Precommit).await?)
@@ -63,12 +71,43 @@ impl Node {
         Ok(())
     }
 
-    async fn on_proposal(&mut self, data: &[u8]) -> Result<Verdict, Fatal> {
-        let message = match decode_proposal(data, &self.shared.genesis.chain_id) {
+    /// A gossiped proposal: decoded, prechecked by the engine (height, proposer, duplicate)
+    /// here, then its signature and body checked on a blocking thread; the engine sees it
+    /// when [`Internal::ProposalChecked`] comes back. Returns the verdict when it is already
+    /// known.
+    fn on_proposal(&mut self, data: &[u8], id: MessageId, source: PeerId) -> Option<Verdict> {
+        let message = match ProposalMessage::decode(data) {
             Ok(m) => m,
-            Err(refused) => return Ok(refused),
+            Err(err) => return Some(Verdict::Rejected(format!("proposal: {err}"))),
         };
         self.note_height(message.proposal.height);
+        if let Some(verdict) = self.engine.precheck_proposal(&message.proposal) {
+            return Some(verdict);
+        }
+        if self.proposals_in_check >= MAX_PROPOSALS_IN_CHECK {
+            return Some(Verdict::Ignored("too many proposals being checked".into()));
+        }
+        self.proposals_in_check += 1;
+        let chain_id = self.shared.genesis.chain_id.clone();
+        let tx = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let checked = check_proposal(&message, &chain_id).map(Box::new);
+            let _ = tx.send(Internal::ProposalChecked {
+                message: Box::new(message),
+                checked,
+                id,
+                source,
+            });
+        });
+        None
+    }
+
+    /// Feeds a proposal whose signature and body passed [`check_proposal`] to the engine.
+    pub(super) async fn on_checked_proposal(
+        &mut self,
+        message: ProposalMessage,
+        block: Block,
+    ) -> Result<Verdict, Fatal> {
         if message.proposal.height == self.engine.height() && self.proposal_seen.is_none() {
             self.proposal_seen = Some(Instant::now());
             self.shared
@@ -77,12 +116,11 @@ impl Node {
                 .get_or_create(&PhaseLabels { phase: "propose" })
                 .observe(self.height_started.elapsed().as_secs_f64());
         }
-        let block_hash = message.block.hash();
-        let kept = message.clone();
+        let block_hash = message.proposal.block_hash;
         let verdict = self
             .feed(Input::Proposal {
-                proposal: message.proposal,
-                block: message.block,
+                proposal: message.proposal.clone(),
+                block,
                 block_hash,
             })
             .await?;
@@ -90,7 +128,7 @@ impl Node {
         // the few places kept for a restart. A lock on it comes later than this (the block
         // is validated first), so it is remembered in time.
         if matches!(verdict, Verdict::Accepted) {
-            self.remember_proposal(&kept);
+            self.remember_proposal(&message);
         }
         Ok(verdict)
     }
@@ -125,23 +163,37 @@ impl Node {
     }
 }
 
-/// A gossiped proposal, if it decodes and its block is of this chain and of the proposal's
-/// height (the engine checks the proposer and the signature).
-fn decode_proposal(data: &[u8], chain_id: &str) -> Result<ProposalMessage, Verdict> {
-    let message: ProposalMessage = codec::decode(data, MAX_PROPOSAL_BYTES)
-        .map_err(|err| Verdict::Rejected(format!("proposal: {err}")))?;
-    if message.block.header.chain_id != chain_id {
+/// The checks of a proposal that need no chain state, each one failing only for what is
+/// invalid on every node (so its forwarder may be penalised): the proposer's signature, then
+/// the body decoded and matched to the signed hash, this chain and the proposal's height, and
+/// the body matched to every root of its header (so a relayer cannot swap a signature inside
+/// a transaction). Returns the block. Runs on a blocking thread.
+fn check_proposal(message: &ProposalMessage, chain_id: &str) -> Result<Block, Verdict> {
+    let proposal = &message.proposal;
+    if proposal.verify(chain_id).is_err() {
+        return Err(Verdict::Rejected("bad signature".into()));
+    }
+    let block = message
+        .block()
+        .map_err(|err| Verdict::Rejected(format!("proposal body: {err}")))?;
+    if block.hash() != proposal.block_hash {
+        return Err(Verdict::Rejected(
+            "block does not match the proposal".into(),
+        ));
+    }
+    if block.header.chain_id != chain_id {
         return Err(Verdict::Rejected(format!(
             "proposal for chain {:?}",
-            message.block.header.chain_id
+            block.header.chain_id
         )));
     }
-    if message.block.header.height != message.proposal.height {
+    if block.header.height != proposal.height {
         return Err(Verdict::Rejected(
             "proposal and block heights differ".into(),
         ));
     }
-    Ok(message)
+    check_block_body(&block).map_err(|err| Verdict::Rejected(format!("proposal body: {err}")))?;
+    Ok(block)
 }
 
 /// A gossiped vote, if it decodes and was sent on its own kind's topic.
