@@ -2,7 +2,13 @@
 //! the fuzzer starts from the real structure instead of discovering CBOR field names itself:
 //! `cargo run --example seeds` from `fuzz/`.
 use std::path::Path;
-use timecoin_ledger::{Genesis, GenesisValidator, OutPoint, Transaction, TxOutput};
+use timecoin_consensus::SignerState;
+use timecoin_ledger::{
+    full_tx_root, tx_root, Genesis, GenesisValidator, OutPoint, Transaction, TxOutput,
+};
+use timecoin_wire::{
+    ConsensusRecord, ProposalMessage, SyncRequest, SyncResponse, SyncedBlock, VoteMessage,
+};
 use timecoin_types::{codec, Address, Certificate, Hash256, Keypair, Proposal, Vote, VoteKind};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -40,6 +46,21 @@ fn main() {
         }],
     );
     write("transaction", "transfer", &codec::encode(&tx));
+    write("raw_transaction", "transfer", hex::encode(codec::encode(&tx)).as_bytes());
+    write(
+        "vote_message",
+        "precommit",
+        &codec::encode(&VoteMessage {
+            vote: votes[0].clone(),
+            nonce: 42,
+        }),
+    );
+    write("sync_request", "status", &codec::encode(&SyncRequest::Status));
+    write(
+        "sync_request",
+        "blocks",
+        &codec::encode(&SyncRequest::Blocks { from: 1, count: 64 }),
+    );
 
     let genesis = Genesis {
         chain_id: "fuzz".into(),
@@ -64,6 +85,33 @@ fn main() {
         unbonding_blocks: 10,
     };
     let mut block = genesis.genesis_block();
-    block.transactions.push(tx);
+    block.transactions.push(tx.clone());
+    block.header.tx_root = tx_root(&block.transactions);
+    block.header.full_tx_root = full_tx_root(&block.transactions);
     write("block", "genesis-with-transfer", &codec::encode(&block));
+    let proposal = Proposal::sign("fuzz", &keys[0], 0, 0, None, block.hash());
+    let message = ProposalMessage::new(proposal, &block);
+    write("proposal_message", "with-transfer", &codec::encode(&message));
+    write(
+        "consensus_record",
+        "locked",
+        &codec::encode(&ConsensusRecord {
+            signer: SignerState::default(),
+            proposals: vec![message],
+        }),
+    );
+    let certificate = Certificate::from_votes(0, 0, block.hash(), &votes);
+    write(
+        "sync_response",
+        "one-block",
+        &codec::encode(&SyncResponse::Blocks(vec![SyncedBlock { block, certificate }])),
+    );
+    write(
+        "sync_response",
+        "status",
+        &codec::encode(&SyncResponse::Status {
+            tip: 9,
+            tip_hash: block_hash,
+        }),
+    );
 }

@@ -120,10 +120,7 @@ fn stake_json(stake: Option<&Stake>) -> Value {
 }
 
 fn decode_transaction(hex_text: &str) -> Result<Transaction, ErrorObjectOwned> {
-    let bytes = hex::decode(hex_text.trim())
-        .map_err(|_| error(INVALID_PARAMS, "transaction must be hex-encoded CBOR"))?;
-    codec::decode(&bytes, timecoin_ledger::MAX_TX_BYTES)
-        .map_err(|e| error(INVALID_PARAMS, format!("cannot decode transaction: {e}")))
+    crate::wire::decode_raw_transaction(hex_text).map_err(|e| error(INVALID_PARAMS, e.to_string()))
 }
 
 /// Builds the RPC method table.
