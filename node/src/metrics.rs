@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::Mutex;
 
 /// Labels of the message counters.
@@ -52,57 +52,64 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 18))
 }
 
+/// Registers `metric` as `name` with `help` and returns it; the registry keeps a clone, which
+/// shares the value.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Registers the node's metrics in `registry` (which libp2p's metrics share).
     pub fn new(mut registry: Registry) -> Metrics {
-        let m = Metrics {
-            registry: Mutex::new(Registry::default()),
-            height: Gauge::default(),
-            round: Gauge::default(),
-            finalization: seconds_histogram(),
-            phases: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
-            messages: Family::default(),
-            mempool_size: Gauge::default(),
-            peers: Gauge::default(),
-            synced_blocks: Counter::default(),
-            equivocations: Counter::default(),
-        };
         let r = &mut registry;
-        r.register("timed_height", "Finalized tip height", m.height.clone());
-        r.register("timed_round", "Current consensus round", m.round.clone());
-        r.register(
-            "timed_finalization_seconds",
-            "Time from a height's start to its finalization",
-            m.finalization.clone(),
-        );
-        r.register(
-            "timed_phase_seconds",
-            "Duration of consensus phases",
-            m.phases.clone(),
-        );
-        r.register(
-            "timed_gossip_messages",
-            "Gossip messages by kind and verdict",
-            m.messages.clone(),
-        );
-        r.register(
-            "timed_mempool_transactions",
-            "Pending transactions",
-            m.mempool_size.clone(),
-        );
-        r.register("timed_peers", "Connected peers", m.peers.clone());
-        r.register(
-            "timed_synced_blocks",
-            "Blocks applied by catch-up sync",
-            m.synced_blocks.clone(),
-        );
-        r.register(
-            "timed_equivocations",
-            "Equivocations seen",
-            m.equivocations.clone(),
-        );
-        *m.registry.lock().expect("metrics lock") = registry;
-        m
+        Metrics {
+            height: registered(r, "timed_height", "Finalized tip height", Gauge::default()),
+            round: registered(
+                r,
+                "timed_round",
+                "Current consensus round",
+                Gauge::default(),
+            ),
+            finalization: registered(
+                r,
+                "timed_finalization_seconds",
+                "Time from a height's start to its finalization",
+                seconds_histogram(),
+            ),
+            phases: registered(
+                r,
+                "timed_phase_seconds",
+                "Duration of consensus phases",
+                Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            ),
+            messages: registered(
+                r,
+                "timed_gossip_messages",
+                "Gossip messages by kind and verdict",
+                Family::default(),
+            ),
+            mempool_size: registered(
+                r,
+                "timed_mempool_transactions",
+                "Pending transactions",
+                Gauge::default(),
+            ),
+            peers: registered(r, "timed_peers", "Connected peers", Gauge::default()),
+            synced_blocks: registered(
+                r,
+                "timed_synced_blocks",
+                "Blocks applied by catch-up sync",
+                Counter::default(),
+            ),
+            equivocations: registered(
+                r,
+                "timed_equivocations",
+                "Equivocations seen",
+                Counter::default(),
+            ),
+            registry: Mutex::new(registry),
+        }
     }
 
     /// The whole registry in the OpenMetrics text format.

@@ -20,7 +20,7 @@ use libp2p::{
 };
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,52 +72,58 @@ struct NetMetrics {
 
 impl NetMetrics {
     fn new(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            connected_peers: Gauge::default(),
-            pending_publications: Gauge::default(),
-            dropped_events: Counter::default(),
-            dropped_publications: Counter::default(),
-            wrong_chain_peers: Counter::default(),
-            penalized_peers: Counter::default(),
-            refused_connections: Counter::default(),
-        };
-        registry.register(
-            "connected_peers",
-            "Peers with at least one established connection",
-            metrics.connected_peers.clone(),
-        );
-        registry.register(
-            "pending_publications",
-            "Gossip messages waiting for a subscribed peer",
-            metrics.pending_publications.clone(),
-        );
-        registry.register(
-            "dropped_events",
-            "Events dropped because the node did not keep up",
-            metrics.dropped_events.clone(),
-        );
-        registry.register(
-            "dropped_publications",
-            "Gossip messages dropped before reaching any peer",
-            metrics.dropped_publications.clone(),
-        );
-        registry.register(
-            "wrong_chain_peers",
-            "Peers disconnected for announcing another chain",
-            metrics.wrong_chain_peers.clone(),
-        );
-        registry.register(
-            "penalized_peers",
-            "Peers disconnected and banned on the node's request",
-            metrics.penalized_peers.clone(),
-        );
-        registry.register(
-            "refused_connections",
-            "Inbound connections refused by the connection limits",
-            metrics.refused_connections.clone(),
-        );
-        metrics
+        Self {
+            connected_peers: registered(
+                registry,
+                "connected_peers",
+                "Peers with at least one established connection",
+                Gauge::default(),
+            ),
+            pending_publications: registered(
+                registry,
+                "pending_publications",
+                "Gossip messages waiting for a subscribed peer",
+                Gauge::default(),
+            ),
+            dropped_events: registered(
+                registry,
+                "dropped_events",
+                "Events dropped because the node did not keep up",
+                Counter::default(),
+            ),
+            dropped_publications: registered(
+                registry,
+                "dropped_publications",
+                "Gossip messages dropped before reaching any peer",
+                Counter::default(),
+            ),
+            wrong_chain_peers: registered(
+                registry,
+                "wrong_chain_peers",
+                "Peers disconnected for announcing another chain",
+                Counter::default(),
+            ),
+            penalized_peers: registered(
+                registry,
+                "penalized_peers",
+                "Peers disconnected and banned on the node's request",
+                Counter::default(),
+            ),
+            refused_connections: registered(
+                registry,
+                "refused_connections",
+                "Inbound connections refused by the connection limits",
+                Counter::default(),
+            ),
+        }
     }
+}
+
+/// Registers `metric` as `name` with `help` and returns it; the registry keeps a clone, which
+/// shares the value.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// What the task knows about a connected peer.
