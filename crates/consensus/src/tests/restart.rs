@@ -3,25 +3,38 @@
 
 use super::*;
 
+/// The signer state the outputs last asked to persist, as the node's store keeps it.
+#[derive(Default)]
+struct Persisted(Option<SignerState>);
+
+impl Persisted {
+    fn record(&mut self, out: &[Output<Blk>]) {
+        for o in out {
+            if let Output::PersistSigner(s) = o {
+                self.0 = Some(s.clone());
+            }
+        }
+    }
+}
+
+/// The engine of validator `me` after a restart from the persisted `state`.
+fn restarted(net: &Net, me: usize, state: SignerState) -> Engine<Blk> {
+    let signer = Signer::new(net.keys[me].clone(), Some(state));
+    Engine::new(CHAIN.into(), Config::default(), Some(signer))
+}
+
 #[test]
 fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
     let net = Net::new(&[1, 1, 1, 1]);
     let me = net.non_proposer(1, 3);
     let mut e = net.engine(Some(me));
-    let mut persisted = None;
-    let mut record = |out: &[Output<Blk>]| {
-        for o in out {
-            if let Output::PersistSigner(s) = o {
-                persisted = Some(s.clone());
-            }
-        }
-    };
-    record(&e.start_height(1, net.set.clone(), net.set.clone()));
+    let mut persisted = Persisted::default();
+    persisted.record(&e.start_height(1, net.set.clone(), net.set.clone()));
     let a = Blk(1);
-    record(&propose_valid(&net, &mut e, 1, 0, None, &a));
+    persisted.record(&propose_valid(&net, &mut e, 1, 0, None, &a));
     let o = others(&net, me);
-    record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a)));
-    let state = persisted.clone().unwrap();
+    persisted.record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a)));
+    let state = persisted.0.unwrap();
     assert_eq!(
         (state.height, state.round, state.step),
         (1, 0, STEP_PRECOMMIT)
@@ -29,8 +42,7 @@ fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
     assert_eq!(state.locked, Some((0, hash_of(&a))));
     drop(e);
 
-    let signer = Signer::new(net.keys[me].clone(), Some(state));
-    let mut e: Engine<Blk> = Engine::new(CHAIN.into(), Config::default(), Some(signer));
+    let mut e = restarted(&net, me, state);
     let out = e.start_height(1, net.set.clone(), net.set.clone());
     // Resumes in the stored round and step and re-sends the same precommit.
     assert_eq!((e.round(), e.step()), (0, Step::Precommit));
@@ -57,30 +69,22 @@ fn restart_resumes_in_the_valid_round_when_it_is_the_highest() {
     let me = net.proposer_index(1, 1);
     let o = others(&net, me);
     let mut e = net.engine(Some(me));
-    let mut persisted = None;
-    let mut record = |out: &[Output<Blk>]| {
-        for o in out {
-            if let Output::PersistSigner(s) = o {
-                persisted = Some(s.clone());
-            }
-        }
-    };
-    record(&e.start_height(1, net.set.clone(), net.set.clone()));
+    let mut persisted = Persisted::default();
+    persisted.record(&e.start_height(1, net.set.clone(), net.set.clone()));
     // Round 0: no proposal, we prepare nil (our last signature).
-    record(&e.handle(timeout(1, 0, Step::Propose)).outputs);
+    persisted.record(&e.handle(timeout(1, 0, Step::Propose)).outputs);
     // Two others in round 3 pull us there without a signature of ours.
-    record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 3, None));
+    persisted.record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 3, None));
     assert_eq!(e.round(), 3);
     // Then round 2's proposal and its prepare quorum arrive late: a valid value at round 2.
     let a = Blk(7);
-    record(&propose_valid(&net, &mut e, 1, 2, None, &a));
-    record(&net.votes(&mut e, &o, VoteKind::Prepare, 1, 2, Some(&a)));
-    let state = persisted.clone().unwrap();
+    persisted.record(&propose_valid(&net, &mut e, 1, 2, None, &a));
+    persisted.record(&net.votes(&mut e, &o, VoteKind::Prepare, 1, 2, Some(&a)));
+    let state = persisted.0.unwrap();
     assert_eq!((state.round, state.valid), (0, Some((2, hash_of(&a)))));
     drop(e);
 
-    let signer = Signer::new(net.keys[me].clone(), Some(state));
-    let mut e: Engine<Blk> = Engine::new(CHAIN.into(), Config::default(), Some(signer));
+    let mut e = restarted(&net, me, state);
     let mut out = e.start_height(1, net.set.clone(), net.set.clone());
     assert_eq!(e.round(), 2);
     // The node replays its logged proposals; rounds pass until it is our turn again (5).
