@@ -60,8 +60,7 @@ fn the_next_height_is_buffered_for_members_only_within_bounds_and_replayed() {
 
 #[test]
 fn the_next_height_uses_its_own_set() {
-    let net = Net::new(&[1, 1, 1, 1, 1]);
-    let (now, next) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
+    let (net, now, next) = set_change();
     let mut e = net.engine(Some(1));
     e.start_height(1, now.clone(), next.clone());
     // Key 4 joins at height 2: its vote for height 2 is held, key 0's (which leaves) is not.
@@ -104,11 +103,9 @@ fn block_cache_is_bounded() {
 
 #[test]
 fn old_rounds_are_dropped_within_a_bound_but_what_the_protocol_needs_stays() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(1);
     // Locked and valid on `a` from round 0; then forty rounds that all end nil.
-    let (mut e, me) = locked_on(&net, &a);
-    let o = others(&net, me);
+    let (net, mut e, o) = locked_on(&a);
     for r in 1..41 {
         assert_eq!(e.round(), r);
         net.votes(&mut e, &o, VoteKind::Prepare, 1, r, None);

@@ -6,9 +6,7 @@ use timecoin_types::Signature;
 
 #[test]
 fn equivocation_is_evidence_and_weight_counts_once() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let (a, b) = (Blk(1), Blk(2));
     e.handle(timeout(1, 0, Step::Propose));
     net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, Some(&a));
@@ -50,8 +48,7 @@ fn an_equivocators_vote_counts_for_each_value_it_names() {
 
 #[test]
 fn double_proposal_is_evidence_and_the_first_counts() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, _) = started(&net);
+    let (net, mut e, _) = started(&[1, 1, 1, 1]);
     let out = propose_valid(&net, &mut e, 1, 0, None, &Blk(1));
     assert_eq!(
         sent_votes(&out),
@@ -69,9 +66,7 @@ fn double_proposal_is_evidence_and_the_first_counts() {
 
 #[test]
 fn bad_messages_are_rejected_or_ignored_with_a_reason() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let a = Blk(1);
     let outsider = Keypair::from_seed([200; 32]);
     let v = Vote::sign(CHAIN, &outsider, VoteKind::Prepare, 1, 0, None);

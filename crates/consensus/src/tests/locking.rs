@@ -5,13 +5,12 @@ use super::*;
 
 #[test]
 fn a_lock_refuses_a_fresh_proposal_for_another_block() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(1);
-    let (mut e, _) = locked_on(&net, &a);
+    let (net, mut e, _) = locked_on(&a);
     let out = propose_valid(&net, &mut e, 1, 1, None, &Blk(2));
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 1, None)]);
     // ...but prepares its locked block when re-proposed.
-    let (mut e, _) = locked_on(&net, &a);
+    let (net, mut e, _) = locked_on(&a);
     let out = propose_valid(&net, &mut e, 1, 1, None, &a);
     assert_eq!(
         sent_votes(&out),
@@ -21,11 +20,9 @@ fn a_lock_refuses_a_fresh_proposal_for_another_block() {
 
 #[test]
 fn a_newer_round_prepare_quorum_unlocks() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(1);
     let b = Blk(2);
-    let (mut e, me) = locked_on(&net, &a);
-    let o = others(&net, me);
+    let (net, mut e, o) = locked_on(&a);
     // Round 1: locked on a, we prepare nil for the fresh b...
     let out = propose_valid(&net, &mut e, 1, 1, None, &b);
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 1, None)]);
@@ -40,11 +37,9 @@ fn a_newer_round_prepare_quorum_unlocks() {
 
 #[test]
 fn re_proposal_with_a_newer_pol_is_prepared_despite_the_lock() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(1);
     let b = Blk(2);
-    let (mut e, me) = locked_on(&net, &a);
-    let o = others(&net, me);
+    let (net, mut e, o) = locked_on(&a);
     // Round 1: we time out on the proposal (never got it) and prepare nil; others form a
     // prepare quorum for b in round 1 that we see only later.
     time_out_round(&net, &mut e, &o, 1);
@@ -63,11 +58,9 @@ fn re_proposal_with_a_newer_pol_is_prepared_despite_the_lock() {
 
 #[test]
 fn an_older_pol_does_not_unlock() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(1);
     let b = Blk(2);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     // Round 0: a prepare quorum for b exists, we saw it late (after precommitting nil).
     time_out_round(&net, &mut e, &o, 0);
     // Round 1: locked on a.
@@ -83,9 +76,7 @@ fn an_older_pol_does_not_unlock() {
 
 #[test]
 fn an_unlocked_validator_prepares_a_re_proposal_without_its_pol() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     time_out_round(&net, &mut e, &o, 0);
     let b = Blk(8);
     let out = propose_valid(&net, &mut e, 1, 1, Some(0), &b);
@@ -97,9 +88,7 @@ fn an_unlocked_validator_prepares_a_re_proposal_without_its_pol() {
 
 #[test]
 fn a_late_pol_of_an_earlier_round_becomes_the_valid_value() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let a = Blk(4);
     // Round 0's proposal arrives, but its prepares only after we moved on.
     e.handle(net.proposal(1, 0, None, &a));

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn a_validator_leaving_the_set_stops_signing_and_still_follows() {
-    let net = Net::new(&[1, 1, 1, 1, 1]);
-    let (with_me, without_me) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
+    let (net, with_me, without_me) = set_change();
     let mut e = net.engine(Some(0));
     e.start_height(1, with_me.clone(), without_me.clone());
     let out = run_height(&net, &mut e, &with_me, 1, &[1, 2]);
@@ -35,8 +34,7 @@ fn a_validator_leaving_the_set_stops_signing_and_still_follows() {
 
 #[test]
 fn a_validator_joining_the_set_starts_proposing_and_voting_by_itself() {
-    let net = Net::new(&[1, 1, 1, 1, 1]);
-    let (before, after) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
+    let (net, before, after) = set_change();
     let me = 4;
     let mut e = net.engine(Some(me));
     let mut out = e.start_height(1, before.clone(), after.clone());

@@ -220,12 +220,15 @@ fn propose_valid(
     out
 }
 
-/// An engine for a non-proposer of rounds 0..3, started at height 1.
-fn started(net: &Net) -> (Engine<Blk>, usize) {
+/// A network of validators of `weights` and the engine of one that does not propose rounds
+/// 0..3, started at height 1; with the indices of the others.
+fn started(weights: &[u64]) -> (Net, Engine<Blk>, Vec<usize>) {
+    let net = Net::new(weights);
     let me = net.non_proposer(1, 3);
     let mut e = net.engine(Some(me));
     e.start_height(1, net.set.clone(), net.set.clone());
-    (e, me)
+    let o = others(&net, me);
+    (net, e, o)
 }
 
 fn others(net: &Net, me: usize) -> Vec<usize> {
@@ -248,16 +251,16 @@ fn time_out_round(net: &Net, e: &mut Engine<Blk>, o: &[usize], r: u32) {
     leave_round(net, e, &o[..2], r);
 }
 
-/// Locks the engine on `a` in round 0, then moves it to round 1 by timeouts.
-fn locked_on(net: &Net, a: &Blk) -> (Engine<Blk>, usize) {
-    let (mut e, me) = started(net);
-    propose_valid(net, &mut e, 1, 0, None, a);
-    let o = others(net, me);
+/// As [`started`] with four equal weights, then locked on `a` in round 0 and moved to
+/// round 1 by timeouts.
+fn locked_on(a: &Blk) -> (Net, Engine<Blk>, Vec<usize>) {
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
+    propose_valid(&net, &mut e, 1, 0, None, a);
     net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(a));
     assert_eq!(e.signer().unwrap().state().locked, Some((0, hash_of(a))));
-    leave_round(net, &mut e, &o[..2], 0);
+    leave_round(&net, &mut e, &o[..2], 0);
     assert_eq!(e.round(), 1);
-    (e, me)
+    (net, e, o)
 }
 
 /// The set of `net`'s validators `who`.
@@ -267,6 +270,14 @@ fn subset(net: &Net, who: &[usize]) -> ValidatorSet {
         .map(|&i| net.set.get(&net.keys[i].public()).unwrap().clone())
         .collect();
     ValidatorSet::new(members).unwrap()
+}
+
+/// Five validators and the sets of a change at height 2, where key 0 leaves and key 4 joins:
+/// keys 0 to 3 at height 1, keys 1 to 4 from height 2 on.
+fn set_change() -> (Net, ValidatorSet, ValidatorSet) {
+    let net = Net::new(&[1, 1, 1, 1, 1]);
+    let (before, after) = (subset(&net, &[0, 1, 2, 3]), subset(&net, &[1, 2, 3, 4]));
+    (net, before, after)
 }
 
 /// Feeds the round-0 proposal of `h` under `set`, validated, then the votes of `who`.

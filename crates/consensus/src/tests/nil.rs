@@ -5,12 +5,10 @@ use super::*;
 
 #[test]
 fn timeouts_vote_nil_and_move_to_the_next_round() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let out = e.handle(timeout(1, 0, Step::Propose)).outputs;
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
     // The prepare timer starts only after 2/3 of any prepares.
-    let o = others(&net, me);
     let out = net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, Some(&Blk(1)));
     assert!(!schedules_any(&out));
     let out = net.votes(&mut e, &o[1..2], VoteKind::Prepare, 1, 0, Some(&Blk(2)));
@@ -34,19 +32,15 @@ fn timeouts_vote_nil_and_move_to_the_next_round() {
 
 #[test]
 fn nil_prepare_quorum_precommits_nil_at_once() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     e.handle(timeout(1, 0, Step::Propose));
-    let o = others(&net, me);
     let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
     assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
 }
 
 #[test]
 fn nil_prepare_quorum_precommits_nil_at_once_from_the_propose_step() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     // No proposal and no timeout yet: 2/3 nil prepares alone make us prepare and
     // precommit nil.
     let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
@@ -64,9 +58,7 @@ fn nil_prepare_quorum_precommits_nil_at_once_from_the_propose_step() {
 
 #[test]
 fn nil_precommit_quorum_starts_the_next_round_at_once() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     e.handle(timeout(1, 0, Step::Propose));
     let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
     assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
@@ -89,10 +81,8 @@ fn nil_precommit_quorum_starts_the_next_round_at_once() {
 
 #[test]
 fn nil_precommit_quorum_moves_on_from_any_step_and_keeps_the_lock() {
-    let net = Net::new(&[1, 1, 1, 1]);
     let a = Blk(3);
-    let (mut e, me) = locked_on(&net, &a);
-    let o = others(&net, me);
+    let (net, mut e, o) = locked_on(&a);
     // Locked on `a` in round 0; round 1 sees 2/3 nil precommits before its proposal.
     e.handle(timeout(1, 0, Step::Precommit));
     assert_eq!((e.round(), e.step()), (1, Step::Propose));
@@ -108,8 +98,7 @@ fn nil_precommit_quorum_moves_on_from_any_step_and_keeps_the_lock() {
 
 #[test]
 fn invalid_block_gets_a_nil_prepare() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, _) = started(&net);
+    let (net, mut e, _) = started(&[1, 1, 1, 1]);
     let b = Blk(5);
     e.handle(net.proposal(1, 0, None, &b));
     let out = e.handle(validated(1, &b, false)).outputs;
@@ -121,12 +110,10 @@ fn invalid_block_gets_a_nil_prepare() {
 /// fetches the decided block with its certificate instead.
 #[test]
 fn a_decision_never_hands_over_a_body_found_invalid() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let b = Blk(5);
     e.handle(net.proposal(1, 0, None, &b));
     e.handle(validated(1, &b, false));
-    let o = others(&net, me);
     let out = net.votes(&mut e, &o, VoteKind::Precommit, 1, 0, Some(&b));
     let (_, hash, block, _) = decision(&out).unwrap();
     assert_eq!((hash, block), (hash_of(&b), None));
@@ -134,8 +121,7 @@ fn a_decision_never_hands_over_a_body_found_invalid() {
 
 #[test]
 fn the_round_timer_repeats_and_resends_our_votes() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, _) = started(&net);
+    let (_, mut e, _) = started(&[1, 1, 1, 1]);
     let out = e.handle(timeout(1, 0, Step::Propose)).outputs;
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
     assert!(schedules(&out, Step::Propose));

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn happy_path_decides_with_a_verifying_certificate() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let a = Blk(7);
     let out = propose_valid(&net, &mut e, 1, 0, None, &a);
     assert_eq!(
@@ -23,7 +22,6 @@ fn happy_path_decides_with_a_verifying_certificate() {
         .position(|o| matches!(o, Output::BroadcastVote(_)))
         .unwrap();
     assert!(persist < send);
-    let o = others(&net, me);
     let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a));
     assert_eq!(
         sent_votes(&out),
@@ -116,9 +114,7 @@ fn proposer_builds_and_proposes() {
 
 #[test]
 fn precommits_count_toward_two_thirds_of_any_prepares() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     e.handle(timeout(1, 0, Step::Propose));
     net.votes(&mut e, &o[..1], VoteKind::Prepare, 1, 0, None);
     // The third validator's prepare was lost, its precommit was not.
@@ -128,9 +124,7 @@ fn precommits_count_toward_two_thirds_of_any_prepares() {
 
 #[test]
 fn precommit_quorum_of_an_earlier_round_decides() {
-    let net = Net::new(&[1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1]);
     net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 2, None);
     assert_eq!(e.round(), 2);
     let out = net.votes(&mut e, &o, VoteKind::Precommit, 1, 0, Some(&Blk(4)));
@@ -141,9 +135,7 @@ fn precommit_quorum_of_an_earlier_round_decides() {
 
 #[test]
 fn more_than_a_third_in_a_later_round_skips_to_it() {
-    let net = Net::new(&[1, 1, 1, 1, 1, 1]);
-    let (mut e, me) = started(&net);
-    let o = others(&net, me);
+    let (net, mut e, o) = started(&[1, 1, 1, 1, 1, 1]);
     // Two of six is exactly a third: no skip.
     net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 5, None);
     assert_eq!(e.round(), 0);
