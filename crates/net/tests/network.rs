@@ -94,6 +94,19 @@ impl Node {
         }
     }
 
+    /// Waits until this node's gossip score of `peer` is below `threshold`.
+    async fn wait_score_below(&self, peer: PeerId, threshold: f64, what: &str) {
+        let peer = peer.to_base58();
+        eventually(what, || async {
+            self.handle
+                .peers()
+                .await
+                .iter()
+                .any(|p| p.peer_id == peer && p.gossip_score.is_some_and(|s| s < threshold))
+        })
+        .await;
+    }
+
     /// The value of a metric in the node's registry (0 if absent).
     fn metric(&self, name: &str) -> f64 {
         let mut text = String::new();
@@ -241,15 +254,8 @@ async fn only_accepted_messages_are_forwarded() {
     let (data, source) = b.next_gossip(Topic::Prepare, Acceptance::Reject).await;
     assert_eq!((data.as_slice(), source), (&b"bad vote"[..], a.peer_id()));
     // The rejection lowers a's score in b's eyes.
-    let a_id = a.peer_id().to_base58();
-    eventually("a's score drops", || async {
-        b.handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < 0.0))
-    })
-    .await;
+    b.wait_score_below(a.peer_id(), 0.0, "a's score drops")
+        .await;
 
     a.handle
         .publish(Topic::Prepare, b"good vote".to_vec())
@@ -278,14 +284,8 @@ async fn only_accepted_messages_are_forwarded() {
             bad
         );
     }
-    eventually("a is below the publish threshold", || async {
-        b.handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < -50.0))
-    })
-    .await;
+    b.wait_score_below(a.peer_id(), -50.0, "a is below the publish threshold")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,15 +441,8 @@ async fn oversized_messages_are_refused_per_topic() {
     a.handle.publish(Topic::Tx, vec![2; 2048]).await;
     let (data, _) = b.next_gossip(Topic::Tx, Acceptance::Accept).await;
     assert_eq!(data, vec![2; 2048]);
-    let a_id = a.peer_id().to_base58();
-    eventually("a's score drops", || async {
-        b.handle
-            .peers()
-            .await
-            .iter()
-            .any(|p| p.peer_id == a_id && p.gossip_score.is_some_and(|s| s < 0.0))
-    })
-    .await;
+    b.wait_score_below(a.peer_id(), 0.0, "a's score drops")
+        .await;
     // A vote within the limit still arrives, and it is the first vote b sees.
     a.handle.publish(Topic::Prepare, vec![3; 512]).await;
     let (data, _) = b.next_gossip(Topic::Prepare, Acceptance::Accept).await;
