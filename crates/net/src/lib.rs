@@ -327,16 +327,13 @@ impl NetHandle {
 
     /// Sends a sync request to `peer` (dialling it if needed) and waits for the response.
     pub async fn request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>, NetError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Request {
-                peer,
-                data: request,
-                reply,
-            })
-            .await
-            .map_err(|_| NetError::Shutdown)?;
-        answer.await.map_err(|_| NetError::Shutdown)?
+        self.ask(|reply| Command::Request {
+            peer,
+            data: request,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(NetError::Shutdown))
     }
 
     /// Answers a [`NetEvent::SyncRequest`].
@@ -372,39 +369,30 @@ impl NetHandle {
 
     /// The currently connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
-        let (reply, answer) = oneshot::channel();
-        if self.commands.send(Command::Peers { reply }).await.is_err() {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
+        self.ask(|reply| Command::Peers { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// The addresses the swarm listens on (with the actual ports when port 0 was configured).
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::ListenAddrs { reply })
+        self.ask(|reply| Command::ListenAddrs { reply })
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        answer.await.unwrap_or_default()
+            .unwrap_or_default()
     }
 
     /// Stops the swarm task, closing every connection; returns once it has stopped.
     pub async fn shutdown(&self) {
+        // No answer means the task already ended, which is what we want.
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+
+    /// Sends the command `command` makes around a reply channel and waits for the task's
+    /// answer; `None` if the task has stopped.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Shutdown { reply })
-            .await
-            .is_ok()
-        {
-            // An error means the task already ended, which is what we want.
-            let _ = answer.await;
-        }
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
     }
 
     fn control(&self, control: Control) {
