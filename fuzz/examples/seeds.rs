@@ -9,7 +9,7 @@ use timecoin_ledger::{
 use timecoin_wire::{
     ConsensusRecord, ProposalMessage, SyncRequest, SyncResponse, SyncedBlock, VoteMessage,
 };
-use timecoin_types::{codec, Address, Certificate, Hash256, Keypair, Proposal, Vote, VoteKind};
+use timecoin_types::{codec, Address, Certificate, Hash256, Proposal, Vote, VoteKind};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
@@ -18,7 +18,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let keys = timecoin_fuzz::keys();
     let block_hash = Hash256::digest(b"block");
     let votes: Vec<Vote> = keys
         .iter()

@@ -3,23 +3,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use timecoin_types::{codec, Address, Certificate, Keypair, Validator, ValidatorSet};
+use timecoin_fuzz::validator_set;
+use timecoin_types::{codec, Certificate, ValidatorSet};
 
 fn set() -> &'static ValidatorSet {
     static SET: OnceLock<ValidatorSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        let members = (1..=4u8)
-            .map(|i| {
-                let key = Keypair::from_seed([i; 32]).public();
-                Validator {
-                    public_key: key,
-                    weight: u64::from(i) * 1000,
-                    reward_address: Address::of(&key),
-                }
-            })
-            .collect();
-        ValidatorSet::new(members).expect("a valid set")
-    })
+    SET.get_or_init(|| validator_set([1000, 2000, 3000, 4000]))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -3,25 +3,14 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
+use timecoin_fuzz::validator_set;
 use timecoin_ledger::check_block_body;
-use timecoin_types::{codec, Address, Keypair, Validator, ValidatorSet};
+use timecoin_types::{codec, ValidatorSet};
 use timecoin_wire::{SyncResponse, MAX_SYNC_RESPONSE_BYTES};
 
 fn set() -> &'static ValidatorSet {
     static SET: OnceLock<ValidatorSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        let members = (1..=4u8)
-            .map(|i| {
-                let key = Keypair::from_seed([i; 32]).public();
-                Validator {
-                    public_key: key,
-                    weight: 1000,
-                    reward_address: Address::of(&key),
-                }
-            })
-            .collect();
-        ValidatorSet::new(members).expect("a valid set")
-    })
+    SET.get_or_init(|| validator_set([1000; 4]))
 }
 
 fuzz_target!(|data: &[u8]| {
