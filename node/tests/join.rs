@@ -56,6 +56,31 @@ fn validator_entry(node: &NodeProc, key: &str) -> Option<Value> {
         .cloned()
 }
 
+/// What the operator's `timed validator` commands name: its wallet key, the joiner's home
+/// and the joiner's RPC address.
+struct Operator<'a> {
+    wallet: &'a str,
+    home: &'a str,
+    rpc: &'a str,
+}
+
+impl<'a> Operator<'a> {
+    /// `validator <action> --key <wallet> --home <home> <flags> --rpc <rpc>`.
+    fn validator(&self, action: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "validator",
+            action,
+            "--key",
+            self.wallet,
+            "--home",
+            self.home,
+        ];
+        args.extend_from_slice(flags);
+        args.extend(["--rpc", self.rpc]);
+        args
+    }
+}
+
 /// A key file written by `timed wallet new`.
 fn read_key(path: &str) -> Keypair {
     let text = std::fs::read_to_string(path).unwrap();
@@ -113,55 +138,26 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     finalized_height(&joiner, funding.trim(), || logs(&net, &joiner));
 
     // Too little collateral is refused by the CLI before anything is sent.
-    let refused = timed_fails(&[
-        "validator",
-        "register",
-        "--key",
-        &wallet,
-        "--home",
-        home.to_str().unwrap(),
-        "--amount",
-        "999",
-        "--rpc",
-        &rpc,
-    ]);
+    let operator = Operator {
+        wallet: &wallet,
+        home: home.to_str().unwrap(),
+        rpc: &rpc,
+    };
+    let refused = timed_fails(&operator.validator("register", &["--amount", "999"]));
     assert!(
         refused.contains("below the minimum collateral"),
         "{refused}"
     );
 
-    let registration = timed(&[
-        "validator",
-        "register",
-        "--key",
-        &wallet,
-        "--home",
-        home.to_str().unwrap(),
-        "--amount",
-        "1000",
-        "--fee",
-        "0.001",
-        "--rpc",
-        &rpc,
-    ])
-    .trim()
-    .to_string();
+    let registration =
+        timed(&operator.validator("register", &["--amount", "1000", "--fee", "0.001"]))
+            .trim()
+            .to_string();
     let registered_at = finalized_height(&joiner, &registration, || logs(&net, &joiner));
     let enters_at = registered_at + ACTIVATION_DELAY;
 
     // A second registration of the same key (the wallet can pay for it) is refused.
-    let again = timed_fails(&[
-        "validator",
-        "register",
-        "--key",
-        &wallet,
-        "--home",
-        home.to_str().unwrap(),
-        "--amount",
-        "1000",
-        "--rpc",
-        &rpc,
-    ]);
+    let again = timed_fails(&operator.validator("register", &["--amount", "1000"]));
     assert!(again.contains("already registered"), "{again}");
 
     // The set changes exactly at the fixed height, on every node.
@@ -218,20 +214,9 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
 
     // Leaving: deregistered at d, out of the set from d + 2, collateral locked until
     // d + 2 + unbonding_blocks.
-    let deregistration = timed(&[
-        "validator",
-        "deregister",
-        "--key",
-        &wallet,
-        "--home",
-        home.to_str().unwrap(),
-        "--fee",
-        "0.001",
-        "--rpc",
-        &rpc,
-    ])
-    .trim()
-    .to_string();
+    let deregistration = timed(&operator.validator("deregister", &["--fee", "0.001"]))
+        .trim()
+        .to_string();
     let deregistered_at = finalized_height(&joiner, &deregistration, || logs(&net, &joiner));
     let leaves_at = deregistered_at + ACTIVATION_DELAY;
     let unlock_height = leaves_at + DEFAULT_UNBONDING_BLOCKS;
