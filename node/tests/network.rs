@@ -10,6 +10,16 @@ use std::time::Duration;
 use timecoin_ledger::{reward_outputs, subsidy, OutPoint, Transaction, TxInput, TxOutput};
 use timecoin_types::{codec, Address, Certificate, Hash256, Keypair, PublicKey};
 
+/// The sum of `field` over the entries of `list` in a `getblock` answer.
+fn block_sum(block: &Value, list: &str, field: &str) -> u64 {
+    block[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry[field].as_u64().unwrap())
+        .sum()
+}
+
 #[test]
 fn four_validators_finalize_agree_and_pay_rewards() {
     let mut net = Testnet::generate(4, 0, 30100, 100);
@@ -45,12 +55,7 @@ fn four_validators_finalize_agree_and_pay_rewards() {
             block["hash"].as_str(),
             Some(cert.block_hash.to_string().as_str())
         );
-        let fees: u64 = block["transactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["fee"].as_u64().unwrap())
-            .sum();
+        let fees = block_sum(&block, "transactions", "fee");
         let proposer: PublicKey = block["proposer"].as_str().unwrap().parse().unwrap();
         let expected: Vec<Value> = reward_outputs(&set, &proposer, subsidy(height) + fees)
             .iter()
@@ -181,12 +186,7 @@ fn wallet_transfer_lands_once_and_bad_input_is_refused() {
         .collect();
     assert_eq!(in_block.len(), 1);
     assert_eq!(in_block[0]["fee"].as_u64(), Some(100_000));
-    let paid: u64 = block["rewards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["amount"].as_u64().unwrap())
-        .sum();
+    let paid = block_sum(&block, "rewards", "amount");
     assert_eq!(
         paid,
         subsidy(height) + 100_000,
