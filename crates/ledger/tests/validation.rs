@@ -391,6 +391,43 @@ fn check_edited(edit: impl FnOnce(&Chain, &mut Block)) -> Result<(), BlockError>
         .validate_block(&block, &chain.genesis, chain.now())
 }
 
+/// An edit for [`check_edited`]: one byte of the first transaction's first input signature
+/// changed, the block resealed around it.
+fn forge_a_signature(_: &Chain, block: &mut Block) {
+    block.transactions[0].inputs[0].signature.0[0] ^= 1;
+    reseal(block);
+}
+
+/// An edit for [`check_edited`]: a transaction paying a fee of 1, too low, added.
+fn add_an_underpaying_transaction(chain: &Chain, block: &mut Block) {
+    block.transactions.push(chain.pay(
+        chain.allocation(1),
+        &chain.wallet,
+        ALLOCATION,
+        someone(),
+        COIN,
+        1,
+    ));
+    reseal(block);
+}
+
+/// An edit for [`check_edited`]: a transaction spending an output that does not exist added.
+fn add_a_transaction_without_its_input(_: &Chain, block: &mut Block) {
+    block
+        .transactions
+        .push(wallet_tx(vec![outpoints(1)[0]], vec![out(COIN)]));
+    reseal(block);
+}
+
+/// An edit for [`check_edited`]: a second spend of allocation 0, which the block's own
+/// transaction spends already, added.
+fn add_a_double_spend(chain: &Chain, block: &mut Block) {
+    block
+        .transactions
+        .push(chain.spend_allocation(0, someone(), 3 * COIN));
+    reseal(block);
+}
+
 #[test]
 fn block_for_another_chain() {
     assert!(matches!(
@@ -541,10 +578,7 @@ fn block_with_roots_that_do_not_match_the_body() {
 #[test]
 fn block_with_an_invalid_transaction() {
     assert!(matches!(
-        check_edited(|_, block| {
-            block.transactions[0].inputs[0].signature.0[0] ^= 1;
-            reseal(block);
-        }),
+        check_edited(forge_a_signature),
         Err(BlockError::Transaction {
             index: 0,
             error: TxError::BadSignature(0),
@@ -553,17 +587,7 @@ fn block_with_an_invalid_transaction() {
     ));
 
     assert!(matches!(
-        check_edited(|chain, block| {
-            block.transactions.push(chain.pay(
-                chain.allocation(1),
-                &chain.wallet,
-                ALLOCATION,
-                someone(),
-                COIN,
-                1,
-            ));
-            reseal(block);
-        }),
+        check_edited(add_an_underpaying_transaction),
         Err(BlockError::Transaction {
             index: 1,
             error: TxError::FeeTooLow { fee: 1, .. },
@@ -572,12 +596,7 @@ fn block_with_an_invalid_transaction() {
     ));
 
     assert!(matches!(
-        check_edited(|_, block| {
-            block
-                .transactions
-                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(COIN)]));
-            reseal(block);
-        }),
+        check_edited(add_a_transaction_without_its_input),
         Err(BlockError::Transaction {
             index: 1,
             error: TxError::MissingInput(_),
@@ -589,10 +608,7 @@ fn block_with_an_invalid_transaction() {
 #[test]
 fn block_spending_one_output_twice() {
     let (chain, mut block) = valid_block();
-    block
-        .transactions
-        .push(chain.spend_allocation(0, someone(), 3 * COIN));
-    reseal(&mut block);
+    add_a_double_spend(&chain, &mut block);
     assert_eq!(
         chain
             .store
@@ -643,23 +659,14 @@ fn block_checked_against_another_genesis() {
 /// because of this node's state or clock do not.
 #[test]
 fn rejections_say_whether_they_depend_on_the_receiver() {
-    let tampered_tx = |block: &mut Block| {
-        block.transactions[0].inputs[0].signature.0[0] ^= 1;
-        reseal(block);
-    };
     let everywhere: Vec<Result<(), BlockError>> = vec![
         check_edited(|_, block| block.header.chain_id = "elsewhere".into()),
         check_edited(|_, block| block.transactions.clear()),
         check_edited(|_, block| block.transactions[0].inputs[0].signature.0[5] ^= 0x20),
         check_edited(|_, block| block.rewards.clear()),
         check_edited(|chain, block| block.header.time_ms = chain.now() - 1),
-        check_edited(|_, block| tampered_tx(block)),
-        check_edited(|chain, block| {
-            block
-                .transactions
-                .push(chain.spend_allocation(0, someone(), 3 * COIN));
-            reseal(block);
-        }),
+        check_edited(forge_a_signature),
+        check_edited(add_a_double_spend),
         check_edited(|chain, block| {
             block
                 .transactions
@@ -680,23 +687,8 @@ fn rejections_say_whether_they_depend_on_the_receiver() {
         check_edited(|_, block| block.header.round = 1),
         check_edited(|_, block| block.header.validator_set_hash = Hash256::ZERO),
         check_edited(|_, block| block.header.next_validator_set_hash = Hash256::ZERO),
-        check_edited(|_, block| {
-            block
-                .transactions
-                .push(wallet_tx(vec![outpoints(1)[0]], vec![out(COIN)]));
-            reseal(block);
-        }),
-        check_edited(|chain, block| {
-            block.transactions.push(chain.pay(
-                chain.allocation(1),
-                &chain.wallet,
-                ALLOCATION,
-                someone(),
-                COIN,
-                1,
-            ));
-            reseal(block);
-        }),
+        check_edited(add_a_transaction_without_its_input),
+        check_edited(add_an_underpaying_transaction),
         check_edited(|_, block| {
             block.rewards[0].amount += 1;
             reseal(block);
