@@ -128,7 +128,7 @@ fn old_rounds_are_dropped_within_a_bound_but_what_the_protocol_needs_stays() {
     e.handle(timeout(1, 41, Step::Propose));
     let out = e.handle(timeout(1, 41, Step::Propose)).outputs;
     let sent = sent_votes(&out);
-    let pol = (VoteKind::Prepare, 0, Some(hash_of(&a)));
+    let pol = vote_for(VoteKind::Prepare, 0, &a);
     assert_eq!(times_sent(&out, pol), 4, "{sent:?}");
     let precommits = (VoteKind::Precommit, 40, None);
     assert_eq!(times_sent(&out, precommits), 4, "{sent:?}");

@@ -52,7 +52,7 @@ fn double_proposal_is_evidence_and_the_first_counts() {
     let out = propose_valid(&net, &mut e, 1, 0, None, &Blk(1));
     assert_eq!(
         sent_votes(&out),
-        vec![(VoteKind::Prepare, 0, Some(hash_of(&Blk(1))))]
+        vec![vote_for(VoteKind::Prepare, 0, &Blk(1))]
     );
     let second = e.handle(net.proposal(1, 0, None, &Blk(2)));
     assert_eq!(evidence(&second.outputs), 1);

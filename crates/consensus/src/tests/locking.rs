@@ -12,10 +12,7 @@ fn a_lock_refuses_a_fresh_proposal_for_another_block() {
     // ...but prepares its locked block when re-proposed.
     let (net, mut e, _) = locked_on(&a);
     let out = propose_valid(&net, &mut e, 1, 1, None, &a);
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Prepare, 1, Some(hash_of(&a)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Prepare, 1, &a)]);
 }
 
 #[test]
@@ -28,10 +25,7 @@ fn a_newer_round_prepare_quorum_unlocks() {
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 1, None)]);
     // ...but a prepare quorum for b in the newer round moves the lock to b (line 36).
     let out = net.votes(&mut e, &o, VoteKind::Prepare, 1, 1, Some(&b));
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Precommit, 1, Some(hash_of(&b)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Precommit, 1, &b)]);
     assert_eq!(e.signer().unwrap().state().locked, Some((1, hash_of(&b))));
 }
 
@@ -50,10 +44,7 @@ fn re_proposal_with_a_newer_pol_is_prepared_despite_the_lock() {
     assert_eq!(e.step(), Step::Propose);
     // The POL arrives: locked round 0 ≤ 1, so we prepare b.
     let out = net.votes(&mut e, &o, VoteKind::Prepare, 1, 1, Some(&b));
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Prepare, 2, Some(hash_of(&b)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Prepare, 2, &b)]);
 }
 
 #[test]
@@ -80,10 +71,7 @@ fn an_unlocked_validator_prepares_a_re_proposal_without_its_pol() {
     time_out_round(&net, &mut e, &o, 0);
     let b = Blk(8);
     let out = propose_valid(&net, &mut e, 1, 1, Some(0), &b);
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Prepare, 1, Some(hash_of(&b)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Prepare, 1, &b)]);
 }
 
 #[test]
@@ -119,6 +107,6 @@ fn a_re_proposal_carries_its_proof_of_lock() {
     let out = leave_round(&net, &mut e, &o[..2], 0);
     assert!(out.iter().any(|o| matches!(o, Output::BroadcastProposal { proposal, .. }
         if proposal.round == 1 && proposal.valid_round == Some(0) && proposal.block_hash == hash_of(&a))));
-    let pol = (VoteKind::Prepare, 0, Some(hash_of(&a)));
+    let pol = vote_for(VoteKind::Prepare, 0, &a);
     assert_eq!(times_sent(&out, pol), 3);
 }

@@ -9,7 +9,7 @@ fn a_validator_leaving_the_set_stops_signing_and_still_follows() {
     let mut e = net.engine(Some(0));
     e.start_height(1, with_me.clone(), without_me.clone());
     let out = run_height(&net, &mut e, &with_me, 1, &[1, 2]);
-    assert!(sent_votes(&out).contains(&(VoteKind::Prepare, 0, Some(hash_of(&Blk(100))))));
+    assert!(sent_votes(&out).contains(&vote_for(VoteKind::Prepare, 0, &Blk(100))));
     assert!(decision(&out).is_some());
     // Height 2 without us: nothing signed, not on any timer either, yet it decides.
     let mut out = e.start_height(2, without_me.clone(), without_me.clone());
@@ -55,7 +55,7 @@ fn a_validator_joining_the_set_starts_proposing_and_voting_by_itself() {
         .any(|o| matches!(o, Output::BroadcastProposal { proposal, .. } if proposal.height == h)));
     assert_eq!(
         sent_votes(&out),
-        vec![(VoteKind::Prepare, 0, Some(hash_of(&block)))]
+        vec![vote_for(VoteKind::Prepare, 0, &block)]
     );
     // ...and a height someone else proposes gets our prepare and precommit.
     let h = (h + 1..200).find(|&h| !ours(h)).unwrap();

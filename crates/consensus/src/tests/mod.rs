@@ -163,6 +163,11 @@ fn sent_votes(out: &[Output<Blk>]) -> Vec<(VoteKind, u32, Option<Hash256>)> {
         .collect()
 }
 
+/// A vote of `kind` in `round` for `b`, as [`sent_votes`] lists it.
+fn vote_for(kind: VoteKind, round: u32, b: &Blk) -> (VoteKind, u32, Option<Hash256>) {
+    (kind, round, Some(hash_of(b)))
+}
+
 /// How many times `vote` (kind, round, value) is broadcast.
 fn times_sent(out: &[Output<Blk>], vote: (VoteKind, u32, Option<Hash256>)) -> usize {
     sent_votes(out).into_iter().filter(|v| *v == vote).count()

@@ -8,10 +8,7 @@ fn happy_path_decides_with_a_verifying_certificate() {
     let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let a = Blk(7);
     let out = propose_valid(&net, &mut e, 1, 0, None, &a);
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Prepare, 0, Some(hash_of(&a)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Prepare, 0, &a)]);
     // PersistSigner comes before the vote it covers.
     let persist = out
         .iter()
@@ -23,10 +20,7 @@ fn happy_path_decides_with_a_verifying_certificate() {
         .unwrap();
     assert!(persist < send);
     let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, Some(&a));
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Precommit, 0, Some(hash_of(&a)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Precommit, 0, &a)]);
     assert_eq!(e.step(), Step::Precommit);
     assert_eq!(e.signer().unwrap().state().locked, Some((0, hash_of(&a))));
     let out = net.votes(&mut e, &o[..1], VoteKind::Precommit, 1, 0, Some(&a));
@@ -104,10 +98,7 @@ fn proposer_builds_and_proposes() {
         matches!(&out[1], Output::BroadcastProposal { proposal, .. } if proposal.block_hash == hash_of(&b))
     );
     // Its own block needs no validation round trip: it prepares at once.
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Prepare, 0, Some(hash_of(&b)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Prepare, 0, &b)]);
     let again = e.handle(built(1, 0, &Blk(10)));
     assert!(ignored(&again.verdict));
 }

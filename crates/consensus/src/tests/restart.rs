@@ -46,10 +46,7 @@ fn restart_from_persisted_state_keeps_the_lock_and_never_double_signs() {
     let out = e.start_height(1, net.set.clone(), net.set.clone());
     // Resumes in the stored round and step and re-sends the same precommit.
     assert_eq!((e.round(), e.step()), (0, Step::Precommit));
-    assert_eq!(
-        sent_votes(&out),
-        vec![(VoteKind::Precommit, 0, Some(hash_of(&a)))]
-    );
+    assert_eq!(sent_votes(&out), vec![vote_for(VoteKind::Precommit, 0, &a)]);
     // The prepare timeout of round 0 fires again after the restart: nothing is signed.
     let out = e.handle(timeout(1, 0, Step::Prepare)).outputs;
     assert!(sent_votes(&out).is_empty());
