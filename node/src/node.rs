@@ -11,7 +11,7 @@ mod effects;
 mod intake;
 
 use crate::shared::{report_gossip, Internal, Shared, Status};
-use crate::sync::{self, SyncHandle};
+use crate::sync::{self, SyncHandle, SyncRefusal};
 use crate::txs::TxWorker;
 use crate::wire::{ProposalMessage, SyncedBlock};
 use crate::NODE_LOG_TARGET;
@@ -262,30 +262,37 @@ impl Node {
 
     /// Applies finalized blocks from a peer, each checked against its height's validator set,
     /// then restarts consensus at the new tip.
-    async fn apply_synced(&mut self, blocks: Vec<SyncedBlock>) -> Result<u64, String> {
+    async fn apply_synced(&mut self, blocks: Vec<SyncedBlock>) -> Result<u64, SyncRefusal> {
+        let local = |e: &dyn std::fmt::Display| SyncRefusal::Local(e.to_string());
         let shared = self.shared.clone();
         let (applied, result) = tokio::task::spawn_blocking(move || {
             let mut applied = Vec::new();
             for item in blocks {
-                let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
+                let (tip, _) = shared.store.tip().map_err(|e| local(&e))?;
                 let height = item.block.header.height;
                 if height <= tip {
                     continue;
                 }
-                if let Err(err) = sync::check_and_apply(&shared.store, &shared.genesis, &item) {
+                if let Err(refusal) = sync::check_and_apply(&shared.store, &shared.genesis, &item) {
                     shared.clean_mempool(&applied);
-                    return Ok((applied.len() as u64, Err(format!("block {height}: {err}"))));
+                    let refusal = match refusal {
+                        SyncRefusal::Certificate(e) => {
+                            SyncRefusal::Certificate(format!("block {height}: {e}"))
+                        }
+                        SyncRefusal::Local(e) => SyncRefusal::Local(format!("block {height}: {e}")),
+                    };
+                    return Ok((applied.len() as u64, Err(refusal)));
                 }
                 applied.push(item.block);
             }
             shared.clean_mempool(&applied);
-            let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
-            Ok::<_, String>((applied.len() as u64, Ok(tip)))
+            let (tip, _) = shared.store.tip().map_err(|e| local(&e))?;
+            Ok::<_, SyncRefusal>((applied.len() as u64, Ok(tip)))
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| local(&e))??;
         if applied > 0 {
-            let (tip, _) = self.shared.store.tip().map_err(|e| e.to_string())?;
+            let (tip, _) = self.shared.store.tip().map_err(|e| local(&e))?;
             self.shared.metrics.synced_blocks.inc_by(applied);
             self.shared.metrics.height.set(tip as i64);
             if self.engine.height() <= tip {

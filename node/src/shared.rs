@@ -120,7 +120,7 @@ pub enum Internal {
         /// Consecutive blocks with their certificates.
         blocks: Vec<SyncedBlock>,
         /// Answered with the new tip, or why the batch was refused.
-        done: oneshot::Sender<Result<u64, String>>,
+        done: oneshot::Sender<Result<u64, crate::sync::SyncRefusal>>,
     },
 }
 

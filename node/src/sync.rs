@@ -1,6 +1,14 @@
 //! Catch-up sync: a node that is behind fetches finalized blocks with their certificates from
 //! peers over request-response, checks each against the validator set of its height, and
 //! hands them to the event loop to apply.
+//!
+//! A peer may claim any tip and then serve errors, garbage, wrong blocks or nothing at all.
+//! Every such failure backs the peer off ([`Backoff`]: exponential, bounded, in memory), so
+//! catch-up moves on to other peers; a peer is also penalised (disconnected and refused for a
+//! while) only for what is invalid on every node: a response that does not decode or does not
+//! answer the request, or a block whose certificate does not verify against the validator set
+//! of its height. A peer whose answer may depend on our state or its own (an error, an empty
+//! list, a timeout, a block that does not apply here) is only backed off.
 
 use crate::shared::{Internal, Shared};
 use crate::wire::{
@@ -8,6 +16,7 @@ use crate::wire::{
     MAX_SYNC_RESPONSE_BYTES,
 };
 use libp2p::PeerId;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timecoin_ledger::{Genesis, Store};
@@ -18,6 +27,101 @@ use tracing::{debug, info, warn};
 
 /// How often peers are asked for their tip when nothing else prompts it.
 const POLL_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a peer may take to tell its tip; a silent peer must not hold up every round.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a peer may take to serve a batch of blocks (at most
+/// [`MAX_SYNC_RESPONSE_BYTES`]).
+const BLOCKS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first backoff of a peer that failed a request; each further failure doubles it.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest backoff.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Most peers whose backoff is remembered; beyond it the one whose backoff ends first is
+/// forgotten.
+const BACKOFF_PEERS: usize = 1024;
+
+/// Why a synced block was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncRefusal {
+    /// Its certificate does not verify against the validator set of its height: invalid on
+    /// every node, so the peer that served it is penalised.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// Anything else (a block that does not apply on our state, our own store failing): not
+    /// provably the peer's fault.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl SyncRefusal {
+    /// Whether the peer that served the block is at fault on every node.
+    pub fn is_invalid_everywhere(&self) -> bool {
+        matches!(self, SyncRefusal::Certificate(_))
+    }
+}
+
+/// Per-peer exponential backoff of the sync client: a peer that failed a request is not asked
+/// again until its backoff has passed, and each consecutive failure doubles it up to
+/// [`BACKOFF_MAX`]; a success forgets the peer. Bounded to [`BACKOFF_PEERS`] peers.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    peers: HashMap<PeerId, Failures>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    /// Consecutive failures.
+    count: u32,
+    /// Not asked before this.
+    until: Instant,
+}
+
+impl Backoff {
+    /// Notes that `peer` failed at `now`; returns how long it is backed off.
+    pub fn failed(&mut self, peer: PeerId, now: Instant) -> Duration {
+        let count = self
+            .peers
+            .get(&peer)
+            .map_or(0, |f| f.count)
+            .saturating_add(1);
+        let delay = BACKOFF_BASE
+            .saturating_mul(1u32 << (count - 1).min(16))
+            .min(BACKOFF_MAX);
+        if !self.peers.contains_key(&peer) && self.peers.len() >= BACKOFF_PEERS {
+            let first = self
+                .peers
+                .iter()
+                .min_by_key(|(_, f)| f.until)
+                .map(|(p, _)| *p);
+            if let Some(first) = first {
+                self.peers.remove(&first);
+            }
+        }
+        self.peers.insert(
+            peer,
+            Failures {
+                count,
+                until: now + delay,
+            },
+        );
+        delay
+    }
+
+    /// Notes that `peer` served a request: its failures are forgotten.
+    pub fn succeeded(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
+    /// Whether `peer` is still backed off at `now`.
+    pub fn is_waiting(&self, peer: &PeerId, now: Instant) -> bool {
+        self.peers.get(peer).is_some_and(|f| f.until > now)
+    }
+
+    /// The consecutive failures of `peer`.
+    pub fn failures(&self, peer: &PeerId) -> u32 {
+        self.peers.get(peer).map_or(0, |f| f.count)
+    }
+}
 
 /// Wakes the sync task early.
 #[derive(Clone)]
@@ -34,15 +138,20 @@ impl SyncHandle {
 /// the ledger, which `apply_block` does before it writes) and applies it; a block that fails
 /// any check leaves the store untouched. The receiver's clock plays no part: the block is
 /// final already. Runs on a blocking thread.
-pub fn check_and_apply(store: &Store, genesis: &Genesis, item: &SyncedBlock) -> Result<(), String> {
+pub fn check_and_apply(
+    store: &Store,
+    genesis: &Genesis,
+    item: &SyncedBlock,
+) -> Result<(), SyncRefusal> {
+    let local = |e: timecoin_ledger::StoreError| SyncRefusal::Local(e.to_string());
     let height = item.block.header.height;
-    let set = store.validator_set(height).map_err(|e| e.to_string())?;
+    let set = store.validator_set(height).map_err(local)?;
     item.certificate
         .verify_for(&genesis.chain_id, &set, height, &item.block.hash())
-        .map_err(|e| format!("certificate: {e}"))?;
+        .map_err(|e| SyncRefusal::Certificate(e.to_string()))?;
     store
         .apply_block(&item.block, &item.certificate, genesis)
-        .map_err(|e| e.to_string())
+        .map_err(local)
 }
 
 /// Answers one sync request from `peer`.
@@ -91,12 +200,13 @@ pub fn spawn(shared: Arc<Shared>, internal: mpsc::UnboundedSender<Internal>) -> 
     let notify = Arc::new(Notify::new());
     let handle = SyncHandle(notify.clone());
     tokio::spawn(async move {
+        let mut backoff = Backoff::default();
         loop {
             tokio::select! {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
-            if let Err(err) = catch_up(&shared, &internal).await {
+            if let Err(err) = catch_up(&shared, &internal, &mut backoff).await {
                 debug!(%err, "sync round ended");
             }
         }
@@ -104,38 +214,92 @@ pub fn spawn(shared: Arc<Shared>, internal: mpsc::UnboundedSender<Internal>) -> 
     handle
 }
 
-async fn ask(shared: &Shared, peer: PeerId, request: &SyncRequest) -> Result<SyncResponse, String> {
-    let bytes = shared
-        .net
-        .request(peer, codec::encode(request))
-        .await
-        .map_err(|e| e.to_string())?;
-    codec::decode(&bytes, MAX_SYNC_RESPONSE_BYTES).map_err(|e| e.to_string())
+/// How a request to a peer failed.
+enum AskError {
+    /// No answer (timeout, closed connection, refused dial): no misbehaviour on its own.
+    Failed(String),
+    /// An answer that is no sync response: invalid on every node.
+    Malformed(String),
 }
 
-/// Asks every connected peer for its tip.
-async fn peer_tips(shared: &Shared) -> Vec<(PeerId, u64)> {
+async fn ask(
+    shared: &Shared,
+    peer: PeerId,
+    request: &SyncRequest,
+    within: Duration,
+) -> Result<SyncResponse, AskError> {
+    let bytes = tokio::time::timeout(within, shared.net.request(peer, codec::encode(request)))
+        .await
+        .map_err(|_| AskError::Failed(format!("no answer within {within:?}")))?
+        .map_err(|e| AskError::Failed(e.to_string()))?;
+    codec::decode(&bytes, MAX_SYNC_RESPONSE_BYTES).map_err(|e| AskError::Malformed(e.to_string()))
+}
+
+/// Backs `peer` off, and penalises it too when `invalid_everywhere`.
+fn fail(shared: &Shared, backoff: &mut Backoff, peer: PeerId, invalid_everywhere: bool, why: &str) {
+    let delay = backoff.failed(peer, Instant::now());
+    if invalid_everywhere {
+        shared.net.penalize(peer, why);
+    }
+    warn!(%peer, reason = why, penalized = invalid_everywhere, backoff = ?delay, "sync peer failed");
+}
+
+/// Asks every connected peer that is not backed off for its tip.
+async fn peer_tips(shared: &Shared, backoff: &mut Backoff) -> Vec<(PeerId, u64)> {
+    let now = Instant::now();
     let peers: Vec<PeerId> = shared
         .net
         .peers()
         .await
         .into_iter()
         .filter_map(|p| p.peer_id.parse().ok())
+        .filter(|p| !backoff.is_waiting(p, now))
         .collect();
     let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
-        match ask(shared, peer, &SyncRequest::Status).await {
-            Ok(SyncResponse::Status { tip, .. }) => Some((peer, tip)),
-            _ => None,
-        }
+        (
+            peer,
+            ask(shared, peer, &SyncRequest::Status, STATUS_TIMEOUT).await,
+        )
     }))
     .await;
-    answers.into_iter().flatten().collect()
+    let mut tips = Vec::new();
+    for (peer, answer) in answers {
+        match answer {
+            Ok(SyncResponse::Status { tip, .. }) => tips.push((peer, tip)),
+            // A node that cannot read its own tip says so; not a fault on every node.
+            Ok(SyncResponse::Error(err)) => fail(shared, backoff, peer, false, &err),
+            Ok(SyncResponse::Blocks(_)) => fail(
+                shared,
+                backoff,
+                peer,
+                true,
+                "blocks in answer to a status request",
+            ),
+            Err(AskError::Malformed(err)) => fail(shared, backoff, peer, true, &err),
+            Err(AskError::Failed(err)) => fail(shared, backoff, peer, false, &err),
+        }
+    }
+    tips
 }
 
-/// Fetches and applies blocks until no peer claims a higher tip.
+/// The peer to ask next among those `ahead`: the fewest consecutive failures first (a peer
+/// that failed before is asked only when no better one is ahead), rotating among equals by
+/// `turn` so that one slow peer cannot stall us.
+fn pick(ahead: &mut [(PeerId, u64)], backoff: &Backoff, turn: usize) -> Option<PeerId> {
+    ahead.sort_by_key(|&(peer, _)| (backoff.failures(&peer), peer));
+    let best = backoff.failures(&ahead.first()?.0);
+    let equals = ahead
+        .iter()
+        .take_while(|(p, _)| backoff.failures(p) == best)
+        .count();
+    Some(ahead[turn % equals].0)
+}
+
+/// Fetches and applies blocks until no peer that is not backed off claims a higher tip.
 async fn catch_up(
     shared: &Shared,
     internal: &mpsc::UnboundedSender<Internal>,
+    backoff: &mut Backoff,
 ) -> Result<(), String> {
     let started = Instant::now();
     let (start_tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
@@ -143,12 +307,12 @@ async fn catch_up(
     let mut turn = 0usize;
     loop {
         let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
-        let mut ahead: Vec<(PeerId, u64)> = peer_tips(shared)
+        let mut ahead: Vec<(PeerId, u64)> = peer_tips(shared, backoff)
             .await
             .into_iter()
             .filter(|&(_, t)| t > tip)
             .collect();
-        let Some(target) = ahead.iter().map(|&(_, t)| t).max() else {
+        let Some(peer) = pick(&mut ahead, backoff, turn) else {
             if tip > start_tip {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 info!(
@@ -160,47 +324,72 @@ async fn catch_up(
             }
             return Ok(());
         };
-        ahead.sort_by_key(|&(peer, _)| peer);
-        // Rotate through the peers that are ahead, so one slow or bad peer cannot stall us.
-        let (peer, _) = ahead[turn % ahead.len()];
         turn += 1;
-        let count = (target - tip).min(u64::from(MAX_SYNC_BATCH)) as u32;
-        let blocks = match ask(
-            shared,
-            peer,
-            &SyncRequest::Blocks {
-                from: tip + 1,
-                count,
-            },
-        )
-        .await
-        {
+        let claimed = ahead
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map_or(tip, |&(_, t)| t);
+        let count = (claimed - tip).min(u64::from(MAX_SYNC_BATCH)) as u32;
+        let request = SyncRequest::Blocks {
+            from: tip + 1,
+            count,
+        };
+        let blocks = match ask(shared, peer, &request, BLOCKS_TIMEOUT).await {
             Ok(SyncResponse::Blocks(blocks)) => blocks,
             Ok(SyncResponse::Error(err)) => {
-                warn!(%peer, %err, "peer refused a sync request");
+                fail(shared, backoff, peer, false, &format!("refused: {err}"));
                 continue;
             }
-            Ok(other) => {
-                shared.net.penalize(peer, "wrong sync response");
-                warn!(%peer, ?other, "wrong sync response");
+            Ok(SyncResponse::Status { .. }) => {
+                fail(
+                    shared,
+                    backoff,
+                    peer,
+                    true,
+                    "a status in answer to a blocks request",
+                );
                 continue;
             }
-            Err(err) => {
-                // A timeout or a closed connection is no misbehaviour (the peer may just have
-                // restarted): try the next peer, penalise nobody.
-                debug!(%peer, %err, "sync request failed");
+            Err(AskError::Malformed(err)) => {
+                fail(
+                    shared,
+                    backoff,
+                    peer,
+                    true,
+                    &format!("malformed response: {err}"),
+                );
+                continue;
+            }
+            // A timeout or a closed connection is no misbehaviour on its own (the peer may
+            // just have restarted): back off, penalise nobody.
+            Err(AskError::Failed(err)) => {
+                fail(shared, backoff, peer, false, &err);
                 continue;
             }
         };
+        if blocks.is_empty() {
+            // It claimed more than it has, or pruned, or lost its data: not provable.
+            fail(
+                shared,
+                backoff,
+                peer,
+                false,
+                "no blocks although it claimed a higher tip",
+            );
+            continue;
+        }
         let consecutive = blocks.iter().enumerate().all(|(i, b)| {
             b.block.header.height == tip + 1 + i as u64
                 && b.certificate.height == b.block.header.height
         });
-        if blocks.is_empty() || blocks.len() > count as usize || !consecutive {
-            shared
-                .net
-                .penalize(peer, "sync response with the wrong blocks");
-            warn!(%peer, "sync response with missing or out-of-order blocks");
+        if blocks.len() > count as usize || !consecutive {
+            fail(
+                shared,
+                backoff,
+                peer,
+                true,
+                "blocks that do not answer the request",
+            );
             continue;
         }
         let (done_tx, done_rx) = oneshot::channel();
@@ -212,20 +401,21 @@ async fn catch_up(
             .map_err(|_| "node stopped".to_string())?;
         match done_rx.await.map_err(|_| "node stopped".to_string())? {
             Ok(new_tip) => {
+                backoff.succeeded(&peer);
                 if last_log.elapsed() > Duration::from_secs(2) {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     info!(
                         height = new_tip,
-                        target,
+                        target = claimed,
                         blocks_per_sec = format!("{:.0}", (new_tip - start_tip) as f64 / secs),
                         "catching up"
                     );
                     last_log = Instant::now();
                 }
             }
-            Err(err) => {
-                shared.net.penalize(peer, "served an invalid block");
-                warn!(%peer, %err, "peer served an invalid block");
+            Err(refusal) => {
+                let why = format!("served a block that was not applied: {refusal}");
+                fail(shared, backoff, peer, refusal.is_invalid_everywhere(), &why);
             }
         }
     }
@@ -234,6 +424,7 @@ async fn catch_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use timecoin_ledger::{Block, GenesisValidator, TxOutput, DEFAULT_UNBONDING_BLOCKS};
     use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind, COIN};
 
@@ -322,21 +513,95 @@ mod tests {
         let first = c.next_block();
 
         let weak = apply(&first, c.certify(&first, 2)).unwrap_err();
-        assert!(weak.contains("below two thirds"), "{weak}");
+        assert!(weak.is_invalid_everywhere(), "{weak}");
+        assert!(weak.to_string().contains("below two thirds"), "{weak}");
         let mut other = first.clone();
         other.header.time_ms += 1;
         let misdirected = apply(&first, c.certify(&other, 3)).unwrap_err();
-        assert!(misdirected.contains("certificate"), "{misdirected}");
+        assert!(misdirected.is_invalid_everywhere(), "{misdirected}");
+        assert!(
+            misdirected.to_string().contains("certificate"),
+            "{misdirected}"
+        );
         let mut forged = first.clone();
         forged.rewards[0].amount += 1;
         let bad_rewards = apply(&forged, c.certify(&forged, 3)).unwrap_err();
-        assert!(!bad_rewards.is_empty());
+        assert!(!bad_rewards.to_string().is_empty());
         assert_eq!(c.store.tip().unwrap().0, 0, "nothing applied");
 
         apply(&first, c.certify(&first, 3)).unwrap();
         assert_eq!(c.store.tip().unwrap(), (1, first.hash()));
+        // Certified, but no longer the next block here: our state, not the peer's fault.
         let again = apply(&first, c.certify(&first, 4)).unwrap_err();
-        assert!(!again.is_empty(), "a block is applied once");
+        assert!(!again.is_invalid_everywhere(), "{again}");
         assert_eq!(c.store.tip().unwrap().0, 1);
+    }
+
+    #[test]
+    fn backoff_doubles_per_failure_up_to_its_bound_and_a_success_clears_it() {
+        let mut backoff = Backoff::default();
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        assert!(!backoff.is_waiting(&peer, t0));
+        let delays: Vec<u64> = (0..12)
+            .map(|_| backoff.failed(peer, t0).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff.failures(&peer), 12);
+        assert!(backoff.is_waiting(&peer, t0 + Duration::from_secs(299)));
+        assert!(!backoff.is_waiting(&peer, t0 + Duration::from_secs(300)));
+        // Many more failures never overflow.
+        for _ in 0..100 {
+            assert_eq!(backoff.failed(peer, t0), BACKOFF_MAX);
+        }
+        backoff.succeeded(&peer);
+        assert!(!backoff.is_waiting(&peer, t0));
+        assert_eq!(backoff.failures(&peer), 0);
+        assert_eq!(
+            backoff.failed(peer, t0),
+            BACKOFF_BASE,
+            "a success starts over"
+        );
+    }
+
+    #[test]
+    fn backoff_is_per_peer_and_bounded_in_peers() {
+        let mut backoff = Backoff::default();
+        let t0 = Instant::now();
+        let (liar, honest) = (PeerId::random(), PeerId::random());
+        backoff.failed(liar, t0);
+        backoff.failed(liar, t0);
+        assert!(backoff.is_waiting(&liar, t0 + Duration::from_secs(1)));
+        assert!(!backoff.is_waiting(&honest, t0));
+        // The oldest-ending entries make room for new ones; the count stays bounded.
+        for i in 0..2 * BACKOFF_PEERS {
+            backoff.failed(PeerId::random(), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(backoff.peers.len(), BACKOFF_PEERS);
+        assert!(
+            !backoff.is_waiting(&liar, t0),
+            "the earliest entry was forgotten"
+        );
+    }
+
+    #[test]
+    fn the_peer_with_fewest_failures_is_asked_rotating_among_equals() {
+        let mut backoff = Backoff::default();
+        let t0 = Instant::now();
+        let liar = PeerId::random();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut ahead = vec![(liar, 1_000_000), (a, 10), (b, 12)];
+        let picks: HashSet<PeerId> = (0..4)
+            .filter_map(|turn| pick(&mut ahead, &backoff, turn))
+            .collect();
+        assert_eq!(picks.len(), 3, "without failures every peer gets a turn");
+        backoff.failed(liar, t0);
+        for turn in 0..6 {
+            assert_ne!(pick(&mut ahead, &backoff, turn), Some(liar));
+        }
+        // Once only the liar is ahead, it is asked again (when its backoff has passed).
+        let mut only_liar = vec![(liar, 1_000_000)];
+        assert_eq!(pick(&mut only_liar, &backoff, 0), Some(liar));
+        assert_eq!(pick(&mut Vec::new(), &backoff, 0), None);
     }
 }

@@ -29,8 +29,8 @@ const SYNC_MAX_CONCURRENT_STREAMS: usize = 32;
 pub(crate) const PUBLISH_THRESHOLD: f64 = -50.0;
 /// Connections per peer: two, so that simultaneous dials from both sides are not both refused.
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
-/// What gossipsub's size check counts beyond the payload: the protobuf message around it
-/// (topic name, field tags and lengths). Topic names are at most a few hundred bytes.
+/// Room for the protobuf message around a payload (topic name, field tags and lengths) when
+/// sizing an RPC frame. Topic names are at most a few hundred bytes.
 const MESSAGE_OVERHEAD: usize = 512;
 /// Room in one RPC frame beyond its largest message, for control messages (IHAVE, IWANT,
 /// GRAFT, PRUNE) sent alongside.
@@ -176,14 +176,30 @@ fn content_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::from(blake3::hash(&message.data).as_bytes().to_vec())
 }
 
+/// The length of the protobuf message gossipsub checks against a topic's bound, for a payload
+/// of `payload` bytes on the topic named `topic`: the `data` and `topic` fields, each a tag, a
+/// varint length and the bytes. Nothing else belongs in it: in anonymous validation mode a
+/// message with `from`, `seqno` or `signature` is invalid anyway.
+fn encoded_message_len(payload: usize, topic: &str) -> usize {
+    let field = |len: usize| 1 + varint_len(len) + len;
+    field(payload) + field(topic.len())
+}
+
+/// Bytes of `n` as a protobuf varint.
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
+
 /// Each topic has its own size limit (a vote is a few hundred bytes, a proposal megabytes), so
-/// that a peer cannot make the node buffer and hash megabytes per vote; an oversized message is
-/// refused by the codec before it reaches the node and counts against its forwarder.
+/// that a peer cannot make the node buffer and hash megabytes per vote. The bound gossipsub
+/// checks is the encoded message of a payload of exactly the limit, so that a payload one byte
+/// over is refused by the codec before it reaches the node, and counts against its forwarder.
 fn gossipsub_config(chain_id: &str, limits: MessageLimits) -> Result<gossipsub::Config, NetError> {
     let mut builder = gossipsub::ConfigBuilder::default();
     for topic in Topic::ALL {
         builder.max_transmit_size_for_topic(
-            limits.of(topic) + MESSAGE_OVERHEAD,
+            encoded_message_len(limits.of(topic), &topic.name(chain_id)),
             topic_hash(topic, chain_id),
         );
     }
@@ -282,9 +298,34 @@ mod tests {
             tx: 1 << 16,
         };
         let config = gossipsub_config("devnet-1", limits).unwrap();
+        // 512 bytes of data (tag, 2-byte length) and the 28-byte topic name (tag, length).
         assert_eq!(
             config.max_transmit_size_for_topic(&topic_hash(Topic::Prepare, "devnet-1")),
-            512 + MESSAGE_OVERHEAD
+            (1 + 2 + 512) + (1 + 1 + 28)
+        );
+    }
+
+    #[test]
+    fn the_topic_bound_is_the_encoded_message_of_a_payload_at_the_limit() {
+        // Varint lengths change at 2^7, 2^14, 2^21...
+        for (n, bytes) in [
+            (0, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (4 << 20, 4),
+        ] {
+            assert_eq!(varint_len(n), bytes, "varint of {n}");
+        }
+        // A 29-byte topic: tag, 1-byte length, name; the payload: tag, length, bytes.
+        let topic = Topic::Proposal.name("devnet-1");
+        assert_eq!(topic.len(), 29);
+        assert_eq!(encoded_message_len(127, &topic), (1 + 1 + 127) + 31);
+        assert_eq!(encoded_message_len(128, &topic), (1 + 2 + 128) + 31);
+        assert_eq!(
+            encoded_message_len(4 << 20, &topic),
+            (1 + 4 + (4 << 20)) + 31
         );
     }
 }

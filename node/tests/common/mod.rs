@@ -109,6 +109,16 @@ impl NodeProc {
         Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
     }
 
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process now, in KiB (VmRSS of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib_of(self.pid()?)
+    }
+
     /// The validator public key of this home, if it has one.
     pub fn validator_key(&self) -> Option<String> {
         let shown = timed(&["show", "--home", self.home.to_str().unwrap()]);
@@ -153,6 +163,18 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Resident memory of process `pid` now, in KiB (VmRSS of `/proc/<pid>/status`).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// GETs `path` and returns the body.
