@@ -3,6 +3,20 @@
 
 use super::*;
 
+/// Round 0 of height 1 without a proposal: the propose timer fires (we prepare nil), then
+/// the nil prepares of two others make a nil quorum; returns the outputs of those prepares.
+fn nil_prepare_quorum(net: &Net, e: &mut Engine<Blk>, o: &[usize]) -> Vec<Output<Blk>> {
+    e.handle(timeout(1, 0, Step::Propose));
+    net.votes(e, &o[..2], VoteKind::Prepare, 1, 0, None)
+}
+
+/// Round 0's proposal of `b` at height 1 arrives and its block is found invalid; returns
+/// the outputs of the validation.
+fn found_invalid(net: &Net, e: &mut Engine<Blk>, b: &Blk) -> Vec<Output<Blk>> {
+    e.handle(net.proposal(1, 0, None, b));
+    e.handle(validated(1, b, false)).outputs
+}
+
 #[test]
 fn timeouts_vote_nil_and_move_to_the_next_round() {
     let (net, mut e, o) = started(&[1, 1, 1, 1]);
@@ -33,8 +47,7 @@ fn timeouts_vote_nil_and_move_to_the_next_round() {
 #[test]
 fn nil_prepare_quorum_precommits_nil_at_once() {
     let (net, mut e, o) = started(&[1, 1, 1, 1]);
-    e.handle(timeout(1, 0, Step::Propose));
-    let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
+    let out = nil_prepare_quorum(&net, &mut e, &o);
     assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
 }
 
@@ -59,8 +72,7 @@ fn nil_prepare_quorum_precommits_nil_at_once_from_the_propose_step() {
 #[test]
 fn nil_precommit_quorum_starts_the_next_round_at_once() {
     let (net, mut e, o) = started(&[1, 1, 1, 1]);
-    e.handle(timeout(1, 0, Step::Propose));
-    let out = net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 0, None);
+    let out = nil_prepare_quorum(&net, &mut e, &o);
     assert_eq!(sent_votes(&out), vec![(VoteKind::Precommit, 0, None)]);
     assert_eq!(e.round(), 0);
     // Ours and one more nil precommit: half the weight, not yet a quorum.
@@ -99,9 +111,7 @@ fn nil_precommit_quorum_moves_on_from_any_step_and_keeps_the_lock() {
 #[test]
 fn invalid_block_gets_a_nil_prepare() {
     let (net, mut e, _) = started(&[1, 1, 1, 1]);
-    let b = Blk(5);
-    e.handle(net.proposal(1, 0, None, &b));
-    let out = e.handle(validated(1, &b, false)).outputs;
+    let out = found_invalid(&net, &mut e, &Blk(5));
     assert_eq!(sent_votes(&out), vec![(VoteKind::Prepare, 0, None)]);
 }
 
@@ -112,8 +122,7 @@ fn invalid_block_gets_a_nil_prepare() {
 fn a_decision_never_hands_over_a_body_found_invalid() {
     let (net, mut e, o) = started(&[1, 1, 1, 1]);
     let b = Blk(5);
-    e.handle(net.proposal(1, 0, None, &b));
-    e.handle(validated(1, &b, false));
+    found_invalid(&net, &mut e, &b);
     let out = net.votes(&mut e, &o, VoteKind::Precommit, 1, 0, Some(&b));
     let (_, hash, block, _) = decision(&out).unwrap();
     assert_eq!((hash, block), (hash_of(&b), None));
