@@ -3,6 +3,22 @@
 # multi-process network tests (real timed binaries over loopback TCP).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The dashboard test (node/tests/observe.rs) opens the page in headless Chromium; it fails
+# without it, so install Debian's package when it is missing (and apt-get can).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  for attempt in 1 2 3; do
+    if $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; then
+      break
+    fi
+    echo "apt-get install chromium failed (attempt $attempt)" >&2
+    sleep $((attempt * 5))
+  done
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "WARNING: chromium is not installed; the dashboard browser test will fail" >&2
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

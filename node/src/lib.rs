@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod keys;
 pub mod metrics;
 pub mod node;

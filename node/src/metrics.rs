@@ -61,9 +61,12 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
 
 impl Metrics {
     /// Registers the node's metrics in `registry` (which libp2p's metrics share).
+    ///
+    /// Every phase and every (kind, verdict) of the gossip counters is exported from the
+    /// start, at zero, so that dashboards and alerts find each series before its first event.
     pub fn new(mut registry: Registry) -> Metrics {
         let r = &mut registry;
-        Metrics {
+        let metrics = Metrics {
             height: registered(r, "timed_height", "Finalized tip height", Gauge::default()),
             round: registered(
                 r,
@@ -109,7 +112,18 @@ impl Metrics {
                 Counter::default(),
             ),
             registry: Mutex::new(registry),
+        };
+        for phase in ["propose", "vote"] {
+            let _ = metrics.phases.get_or_create(&PhaseLabels { phase });
         }
+        for kind in ["proposal", "prepare", "precommit", "tx"] {
+            for verdict in ["accepted", "ignored", "rejected"] {
+                let _ = metrics
+                    .messages
+                    .get_or_create(&MessageLabels { kind, verdict });
+            }
+        }
+        metrics
     }
 
     /// The whole registry in the OpenMetrics text format.

@@ -283,6 +283,7 @@ impl Node {
                     };
                     return Ok((applied.len() as u64, Err(refusal)));
                 }
+                shared.announce_block(&item.block);
                 applied.push(item.block);
             }
             shared.clean_mempool(&applied);

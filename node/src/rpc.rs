@@ -1,4 +1,6 @@
-//! JSON-RPC 2.0 over HTTP (jsonrpsee), plus `GET /metrics` in Prometheus text format.
+//! JSON-RPC 2.0 over HTTP (jsonrpsee), plus, on the same port, `GET /metrics` in Prometheus
+//! text format and the dashboard's `GET /dashboard`, `GET /dashboard/state` and `GET /events`
+//! (see [`crate::dashboard`]).
 
 use crate::shared::Shared;
 use jsonrpsee::server::{
@@ -14,6 +16,7 @@ use std::task::{Context, Poll};
 use timecoin_consensus::Evidence;
 use timecoin_ledger::{Block, OutPoint, Stake, StakeRecord, Transaction, ACTIVATION_DELAY};
 use timecoin_types::{codec, Address, Hash256, Proposal, PublicKey, Validator, ValidatorSet, Vote};
+use tokio::sync::broadcast;
 
 /// A parameter is missing or malformed.
 const INVALID_PARAMS: i32 = -32602;
@@ -285,6 +288,51 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
     })
     .expect(ok);
 
+    // `subscribe ["newBlocks"]` (WebSocket): one `subscription` notification per block
+    // finalized here. A subscriber whose connection buffer is full, or that falls
+    // NEW_BLOCKS_BUFFER blocks behind, is dropped with an error notification.
+    m.register_subscription(
+        "subscribe",
+        "subscription",
+        "unsubscribe",
+        |p, pending, s, _| async move {
+            let topic: String = match param(&p, "topic") {
+                Ok(topic) => topic,
+                Err(err) => {
+                    pending.reject(err).await;
+                    return Ok(());
+                }
+            };
+            if topic != "newBlocks" {
+                let known = r#"the only subscription is "newBlocks""#;
+                pending
+                    .reject(error(INVALID_PARAMS, format!("unknown subscription {topic:?}: {known}")))
+                    .await;
+                return Ok(());
+            }
+            let mut blocks = s.new_blocks.subscribe();
+            let mut sink = pending.accept().await.map_err(|e| e.to_string())?;
+            loop {
+                tokio::select! {
+                    _ = sink.closed() => return Ok(()),
+                    next = blocks.recv() => match next {
+                        Ok(block) => {
+                            let message = serde_json::value::to_raw_value(&block).map_err(|e| e.to_string())?;
+                            if sink.try_send(message).is_err() {
+                                return Err("the subscriber does not keep up; dropped".into());
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            return Err(format!("the subscriber fell {n} blocks behind; dropped").into());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    },
+                }
+            }
+        },
+    )
+    .expect(ok);
+
     m.register_blocking_method("getevidence", |p, s, _| -> RpcResult {
         let from: u64 = p.parse::<(u64,)>().map(|(h,)| h).unwrap_or(0);
         let items = s.store.evidence(from, 1000).map_err(internal)?;
@@ -331,7 +379,7 @@ pub fn evidence_json(height: u64, evidence: &Evidence) -> serde_json::Value {
     }
 }
 
-/// Starts the RPC server on `addr`.
+/// Starts the RPC server on `addr` (HTTP and WebSocket on one port).
 pub async fn serve(
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -340,7 +388,10 @@ pub async fn serve(
     let config = ServerConfig::builder()
         .max_request_body_size(1 << 20)
         .max_connections(256)
-        .http_only()
+        // WebSocket too, for subscriptions: a few per connection, and a bounded buffer of
+        // outgoing messages per connection (a full one drops the subscription).
+        .max_subscriptions_per_connection(4)
+        .set_message_buffer_capacity(64)
         .build();
     let server = Server::builder()
         .set_config(config)
@@ -386,19 +437,57 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-            let text = self.shared.metrics.encode();
-            let response = http::Response::builder()
-                .header(
-                    http::header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )
-                .body(HttpBody::from(text))
-                .expect("static response parts are valid");
-            return Box::pin(async move { Ok(response) });
+        if request.method() != http::Method::GET {
+            return Box::pin(self.inner.call(request));
         }
-        Box::pin(self.inner.call(request))
+        let shared = self.shared.clone();
+        match request.uri().path() {
+            "/metrics" => {
+                let text = shared.metrics.encode();
+                let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                Box::pin(async move { Ok(respond(200, content_type, HttpBody::from(text))) })
+            }
+            "/dashboard" => Box::pin(async move {
+                let page = crate::dashboard::page(&shared).await;
+                Ok(respond(
+                    200,
+                    "text/html; charset=utf-8",
+                    HttpBody::from(page),
+                ))
+            }),
+            "/dashboard/state" => Box::pin(async move {
+                Ok(match crate::dashboard::snapshot(&shared).await {
+                    Ok(state) => {
+                        respond(200, "application/json", HttpBody::from(state.to_string()))
+                    }
+                    Err(err) => respond(500, "text/plain", HttpBody::from(err)),
+                })
+            }),
+            "/events" => Box::pin(async move {
+                Ok(match crate::dashboard::open_events(shared) {
+                    Some(body) => respond(200, "text/event-stream", HttpBody::new(body)),
+                    None => respond(503, "text/plain", HttpBody::from("too many event streams")),
+                })
+            }),
+            _ => Box::pin(self.inner.call(request)),
+        }
     }
+}
+
+/// A response with `status`, `content_type` and `body`, never cached.
+fn respond(status: u16, content_type: &'static str, body: HttpBody) -> HttpResponse {
+    let mut response = HttpResponse::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 /// `getvalidators`: the members of the set of `tip + 1` (status `active`, or `leaving` with
 /// the `effective_height` from which they no longer vote) followed by the keys entering at

@@ -13,7 +13,7 @@ use timecoin_consensus::Verdict;
 use timecoin_ledger::{Block, Genesis, Mempool, Store};
 use timecoin_net::{Acceptance, MessageId, NetHandle, PeerId};
 use timecoin_types::Hash256;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tracing::{debug, warn};
 
 /// What RPC callers see of consensus.
@@ -45,7 +45,16 @@ pub struct Shared {
     pub metrics: Metrics,
     /// When this node finalized recent heights (wall clock, ms), for latency measurements.
     pub finalized_at: Mutex<FinalizedAt>,
+    /// Votes, recent blocks and evidence as the dashboard shows them.
+    pub observed: crate::dashboard::Observed,
+    /// Every block finalized here (decided or synced), for `subscribe ["newBlocks"]`; a
+    /// ring of [`NEW_BLOCKS_BUFFER`] entries, so a subscriber that falls further behind is
+    /// dropped.
+    pub new_blocks: broadcast::Sender<serde_json::Value>,
 }
+
+/// Blocks a `newBlocks` subscriber may fall behind before it is dropped.
+pub const NEW_BLOCKS_BUFFER: usize = 64;
 
 impl Shared {
     /// Takes the transactions of newly finalized `blocks` (and whatever conflicts with them)
@@ -58,6 +67,23 @@ impl Shared {
         }
         pool.expire(crate::testnet::now_ms());
         self.metrics.mempool_size.set(pool.len() as i64);
+    }
+
+    /// Tells `newBlocks` subscribers about a block finalized here (none listening is fine).
+    pub fn announce_block(&self, block: &Block) {
+        if self.new_blocks.receiver_count() == 0 {
+            return;
+        }
+        let h = &block.header;
+        let _ = self.new_blocks.send(serde_json::json!({
+            "height": h.height,
+            "hash": block.hash().to_string(),
+            "prev_hash": h.prev_hash.to_string(),
+            "round": h.round,
+            "proposer": h.proposer.to_string(),
+            "time_ms": h.time_ms,
+            "txs": block.transactions.len(),
+        }));
     }
 }
 

@@ -40,18 +40,44 @@ pub struct StartArgs {
     /// Keep the database here instead of the configured data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// How log lines are written: `text` for people, `json` for one JSON object per line
+    /// (the event's fields, its message and the fields of the spans it is in).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of the node's log lines (`--log-format`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (ANSI colours on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`),
+    /// `span` and `spans`.
+    Json,
+}
+
+/// Installs the global log subscriber: per-module levels from `RUST_LOG` (default: `info`,
+/// with libp2p's gossipsub and Kademlia at `warn`), lines in `format`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,libp2p_gossipsub=warn,libp2p_kad=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// Runs `timed start` until SIGINT or SIGTERM, or until the event loop stops on a fatal
 /// error (returned, after the network and RPC are shut down).
 pub fn run(args: StartArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p_gossipsub=warn,libp2p_kad=warn".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    init_logging(args.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -146,6 +172,8 @@ async fn start(args: StartArgs) -> Result<()> {
         status: status_rx,
         metrics,
         finalized_at: Mutex::default(),
+        observed: Default::default(),
+        new_blocks: tokio::sync::broadcast::channel(crate::shared::NEW_BLOCKS_BUFFER).0,
     });
     let (rpc_addr, rpc_handle) = rpc::serve(config.rpc.listen, shared.clone()).await?;
     info!(

@@ -42,6 +42,9 @@ impl Node {
                     self.shared.net.publish(Topic::Proposal, bytes).await;
                 }
                 Output::BroadcastVote(vote) => {
+                    self.shared
+                        .observed
+                        .vote(vote.validator, vote.kind, vote.height, vote.round);
                     let topic = match vote.kind {
                         VoteKind::Prepare => Topic::Prepare,
                         VoteKind::Precommit => Topic::Precommit,
@@ -215,12 +218,20 @@ impl Node {
 
     fn after_commit(&mut self, block: &Block, round: u32) {
         let height = block.header.height;
+        let now = crate::testnet::now_ms();
         self.shared
             .finalized_at
             .lock()
             .expect("finalized_at lock")
-            .record(height, crate::testnet::now_ms());
+            .record(height, now);
         let latency = self.height_started.elapsed();
+        self.shared.observed.block(crate::dashboard::BlockSummary {
+            height,
+            round,
+            txs: block.transactions.len(),
+            latency_ms: latency.as_millis() as u64,
+            finalized_at_ms: now,
+        });
         let m = &self.shared.metrics;
         m.height.set(height as i64);
         m.finalization.observe(latency.as_secs_f64());
@@ -230,6 +241,7 @@ impl Node {
                 .observe(seen.elapsed().as_secs_f64());
         }
         self.shared.clean_mempool(std::slice::from_ref(block));
+        self.shared.announce_block(block);
         let reward: u64 = block.rewards.iter().map(|o| o.amount).sum();
         info!(
             target: NODE_LOG_TARGET,
@@ -249,7 +261,9 @@ impl Node {
             Evidence::DoubleVote { first, .. } => first.height,
             Evidence::DoubleProposal { first, .. } => first.height,
         };
-        warn!(target: NODE_LOG_TARGET, evidence = %evidence_json(height, &evidence), "equivocation");
+        let shown = evidence_json(height, &evidence);
+        warn!(target: NODE_LOG_TARGET, evidence = %shown, "equivocation");
+        self.shared.observed.evidence(shown);
         self.shared.metrics.equivocations.inc();
         let store = self.shared.store.clone();
         let bytes = codec::encode(&evidence);

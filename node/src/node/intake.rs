@@ -148,6 +148,7 @@ impl Node {
         );
         let verdict = self.feed(Input::Vote(vote)).await?;
         if matches!(verdict, Verdict::Accepted) {
+            self.shared.observed.vote(seen.0, seen.3, seen.1, seen.2);
             // One line per accepted vote, for audits (e.g. proving a validator never signed
             // two different votes for one slot); off unless RUST_LOG enables it.
             debug!(target: "timed::votes", validator = %seen.0, height = seen.1, round = seen.2, kind = ?seen.3, block = ?seen.4.map(|h| h.to_string()), "vote");
