@@ -9,15 +9,6 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Highest finalized height among `which`.
-fn top(net: &Testnet, which: &[usize]) -> u64 {
-    which
-        .iter()
-        .filter_map(|&i| net.nodes[i].height())
-        .max()
-        .unwrap_or(0)
-}
-
 #[test]
 fn one_down_continues_two_down_halts_safely_and_both_return() {
     let mut net = Testnet::generate(4, 0, 31100, 200);
@@ -25,19 +16,16 @@ fn one_down_continues_two_down_halts_safely_and_both_return() {
     net.wait_height(&[0, 1, 2, 3], 3, Duration::from_secs(60));
 
     net.nodes[3].kill();
-    let h = top(&net, &[0, 1, 2]);
+    let h = net.top(&[0, 1, 2]);
     net.wait_height(&[0, 1, 2], h + 5, Duration::from_secs(60));
 
     net.nodes[2].kill();
     // A block already past its prepare quorum may still finish; after that, nothing can.
-    let halted_at = top(&net, &[0, 1]) + 1;
+    let halted_at = net.top(&[0, 1]) + 1;
     let cpu_before: u64 = net.nodes[..2].iter().map(|n| n.cpu_ticks().unwrap()).sum();
     let watch_started = Instant::now();
     while watch_started.elapsed() < Duration::from_secs(4) {
-        assert!(
-            top(&net, &[0, 1]) <= halted_at,
-            "finalized without a quorum"
-        );
+        assert!(net.top(&[0, 1]) <= halted_at, "finalized without a quorum");
         std::thread::sleep(Duration::from_millis(100)); // sampling interval of the watch
     }
     let cpu_after: u64 = net.nodes[..2].iter().map(|n| n.cpu_ticks().unwrap()).sum();
@@ -58,10 +46,10 @@ fn three_validators_lose_one_and_it_catches_up() {
     net.start_all();
     net.wait_height(&[0, 1, 2], 3, Duration::from_secs(60));
     net.nodes[2].kill();
-    let h = top(&net, &[0, 1]);
+    let h = net.top(&[0, 1]);
     net.wait_height(&[0, 1], h + 10, Duration::from_secs(60));
     net.nodes[2].start();
-    let target = top(&net, &[0, 1]) + 3;
+    let target = net.top(&[0, 1]) + 3;
     net.wait_height(&[0, 1, 2], target, Duration::from_secs(60));
     net.assert_agree(&[0, 1, 2], target);
 }
@@ -74,12 +62,12 @@ fn a_node_down_for_a_hundred_blocks_and_a_new_full_node_catch_up() {
     }
     net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
     assert!(net.nodes[3].stop(), "clean shutdown");
-    let h = top(&net, &[0, 1, 2]);
+    let h = net.top(&[0, 1, 2]);
     net.wait_height(&[0, 1, 2], h + 120, Duration::from_secs(120));
 
     net.nodes[3].start();
     net.nodes[4].start();
-    let target = top(&net, &[0, 1, 2]) + 3;
+    let target = net.top(&[0, 1, 2]) + 3;
     net.wait_height(&[0, 1, 2, 3, 4], target, Duration::from_secs(120));
     net.assert_agree(&[0, 1, 2, 3, 4], target);
     let synced = |i: usize| {
@@ -162,7 +150,7 @@ fn a_validator_killed_at_random_moments_never_equivocates() {
     }
     net.nodes[3].kill();
     net.nodes[3].start();
-    let target = top(&net, &[0, 1, 2]) + 5;
+    let target = net.top(&[0, 1, 2]) + 5;
     net.wait_height(&[0, 1, 2, 3], target, Duration::from_secs(90));
     net.assert_agree(&[0, 1, 2, 3], target);
 
@@ -218,7 +206,7 @@ fn the_whole_network_killed_at_once_comes_back_and_agrees() {
             .wrapping_add(1442695040888963407);
         // The chaos schedule: run into a random point of a height, then kill everyone.
         std::thread::sleep(Duration::from_millis(50 + (state >> 33) % 300));
-        let tip = top(&net, &[0, 1, 2, 3]);
+        let tip = net.top(&[0, 1, 2, 3]);
         for node in &mut net.nodes {
             node.kill();
         }

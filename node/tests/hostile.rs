@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timecoin_ledger::{OutPoint, Transaction, TxOutput};
-use timecoin_net::PeerId;
+use timecoin_net::{NetEvents, PeerId};
 use timecoin_types::{codec, Address, Hash256, Keypair};
 use timed::config::Config;
 use timed::wire::GOSSIP_LIMITS;
@@ -39,15 +39,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// Highest finalized height among `which`.
-fn top(net: &Testnet, which: &[usize]) -> u64 {
-    which
-        .iter()
-        .filter_map(|&i| net.nodes[i].height())
-        .max()
-        .unwrap_or(0)
 }
 
 /// Lowest finalized height among `which`.
@@ -120,6 +111,103 @@ fn delta(
         })
         .filter(|(_, v)| *v > 0)
         .collect()
+}
+
+/// An attack under way on the `honest` nodes, with what was measured as it began.
+struct Attack {
+    honest: Vec<usize>,
+    rss: RssWatch,
+    before: Vec<BTreeMap<(String, String), u64>>,
+    start: u64,
+    started: Instant,
+}
+
+/// What an attack did, once every honest node survived it (see [`assert_survived`]).
+struct Outcome {
+    /// How long the attack took, in seconds.
+    secs: f64,
+    /// The highest honest height when it began and when it ended.
+    start: u64,
+    end: u64,
+    /// The highest peak RSS of an honest node, in MiB.
+    peak_mib: u64,
+    /// Each honest node's gossip verdicts during the attack.
+    seen: Vec<BTreeMap<String, u64>>,
+}
+
+impl Attack {
+    fn begin(net: &Testnet, honest: &[usize]) -> Attack {
+        Attack {
+            honest: honest.to_vec(),
+            rss: RssWatch::start(net),
+            before: honest.iter().map(|&i| verdicts(&net.nodes[i])).collect(),
+            start: net.top(honest),
+            started: Instant::now(),
+        }
+    }
+
+    /// Ends the measurement and asserts that every honest node survived.
+    fn end(self, net: &mut Testnet) -> Outcome {
+        let secs = self.started.elapsed().as_secs_f64();
+        let end = net.top(&self.honest);
+        let peak_mib = assert_survived(net, &self.honest, end, self.rss);
+        let seen = self
+            .honest
+            .iter()
+            .zip(&self.before)
+            .map(|(&i, b)| delta(b, &verdicts(&net.nodes[i])))
+            .collect();
+        Outcome {
+            secs,
+            start: self.start,
+            end,
+            peak_mib,
+            seen,
+        }
+    }
+}
+
+/// A 4-validator testnet whose nodes log every vote they accept (`timed::votes`), for the
+/// audits of [`accepted_votes`].
+fn vote_audited_testnet(base_port: u16) -> Testnet {
+    let mut net = Testnet::generate(4, 0, base_port, INTERVAL_MS);
+    for node in &mut net.nodes {
+        node.log_filter = Some("info,timed::votes=debug".into());
+    }
+    net
+}
+
+/// The audit lines of the votes `node` accepted, one per accept.
+fn accepted_votes(node: &NodeProc) -> Vec<String> {
+    let log = std::fs::read_to_string(node.home.join("node.log")).expect("log");
+    log.lines()
+        .filter(|l| l.contains("timed::votes"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Starts every node of `net`, waits for height 2, and for each of `swarms` to be connected
+/// to every node.
+fn start_under_watch(net: &mut Testnet, rt: &tokio::runtime::Runtime, swarms: &[&Swarm]) {
+    net.start_all();
+    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
+    let ids = peer_ids(net);
+    rt.block_on(async {
+        for swarm in swarms {
+            assert!(connected(&swarm.net, &ids, Duration::from_secs(20)).await);
+        }
+    });
+}
+
+/// The `k`th adversary swarm of `net`, at the protocol's limits, dialling every node.
+fn attacker(rt: &tokio::runtime::Runtime, net: &Testnet, k: u16) -> (Swarm, NetEvents) {
+    rt.block_on(swarm(
+        CHAIN_ID,
+        adversary_port(net, k),
+        addrs(net),
+        8,
+        GOSSIP_LIMITS,
+    ))
 }
 
 /// The peer id of every node of `net`.
@@ -367,7 +455,7 @@ fn signature_malleated_proposals_to_an_eclipsed_validator() {
     );
 
     let rss = RssWatch::start(&net);
-    let attack_start = top(&net, &[0, 1, 2, 3]);
+    let attack_start = net.top(&[0, 1, 2, 3]);
     let before = verdicts(&net.nodes[3]);
     let started = Instant::now();
     let mut faucet = Faucet::split(&net, 0, 30);
@@ -377,7 +465,7 @@ fn signature_malleated_proposals_to_an_eclipsed_validator() {
         // Load shaping: one transfer every few slots, so that many blocks carry one.
         std::thread::sleep(Duration::from_millis(300));
     }
-    let attack_end = top(&net, &[0, 1, 2]);
+    let attack_end = net.top(&[0, 1, 2]);
     let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_end, rss);
     let seen = delta(&before, &verdicts(&net.nodes[3]));
     let malleated = counts.malleated.load(Ordering::Relaxed);
@@ -405,59 +493,34 @@ fn signature_malleated_proposals_to_an_eclipsed_validator() {
 /// no validator, are refused or ignored; the honest next-height votes still count.
 #[test]
 fn junk_for_the_next_heights_from_non_members() {
-    let mut net = Testnet::generate(4, 0, 33300, INTERVAL_MS);
-    for node in &mut net.nodes {
-        node.log_filter = Some("info,timed::votes=debug".into());
-    }
+    let mut net = vote_audited_testnet(33300);
     let rt = runtime();
     let ids = peer_ids(&net);
-    let (near, near_events) = rt.block_on(swarm(
-        CHAIN_ID,
-        adversary_port(&net, 0),
-        addrs(&net),
-        8,
-        GOSSIP_LIMITS,
-    ));
-    let (far, far_events) = rt.block_on(swarm(
-        CHAIN_ID,
-        adversary_port(&net, 1),
-        addrs(&net),
-        8,
-        GOSSIP_LIMITS,
-    ));
+    let (near, near_events) = attacker(&rt, &net, 0);
+    let (far, far_events) = attacker(&rt, &net, 1);
     {
         let _guard = rt.enter();
         spawn_drain(&near.net, near_events);
         spawn_drain(&far.net, far_events);
     }
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
-    rt.block_on(async {
-        assert!(connected(&near.net, &ids, Duration::from_secs(20)).await);
-        assert!(connected(&far.net, &ids, Duration::from_secs(20)).await);
-    });
+    start_under_watch(&mut net, &rt, &[&near, &far]);
 
-    let rss = RssWatch::start(&net);
-    let before: Vec<_> = net.nodes.iter().map(verdicts).collect();
-    let attack_start = top(&net, &[0, 1, 2, 3]);
-    let started = Instant::now();
+    let attack = Attack::begin(&net, &[0, 1, 2, 3]);
     let (sent_near, sent_far) = rt.block_on(async {
         tokio::join!(
             flood_junk(&near.net, CHAIN_ID, ids[0], 1, 3000),
             flood_junk(&far.net, CHAIN_ID, ids[1], 2, 3000),
         )
     });
-    let attack_secs = started.elapsed().as_secs_f64();
-    let attack_end = top(&net, &[0, 1, 2, 3]);
-    let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_end, rss);
+    let Outcome {
+        secs: attack_secs,
+        start: attack_start,
+        end: attack_end,
+        peak_mib: peak,
+        seen,
+    } = attack.end(&mut net);
     let during = rounds(&net.nodes[0], attack_start + 1, attack_end);
     let in_round_0 = during.iter().filter(|&&r| r == 0).count();
-    let seen: Vec<_> = net
-        .nodes
-        .iter()
-        .zip(&before)
-        .map(|(n, b)| delta(b, &verdicts(n)))
-        .collect();
     println!(
         "scenario 2 (junk for h+1 and h+2 from non-members): {sent_near} messages for h+1 and {sent_far} for h+2 in {attack_secs:.1} s; {} blocks finalized meanwhile, {in_round_0} of them in round 0; verdicts per node {seen:?}; peak RSS {peak} MiB",
         during.len()
@@ -489,8 +552,7 @@ fn junk_for_the_next_heights_from_non_members() {
         .filter_map(NodeProc::validator_key)
         .collect();
     for (i, node) in net.nodes.iter().enumerate() {
-        let log = std::fs::read_to_string(node.home.join("node.log")).expect("log");
-        for line in log.lines().filter(|l| l.contains("timed::votes")) {
+        for line in accepted_votes(node) {
             assert!(
                 members
                     .iter()
@@ -505,43 +567,24 @@ fn junk_for_the_next_heights_from_non_members() {
 /// and never accepted twice.
 #[test]
 fn replayed_votes_under_fresh_nonces() {
-    let mut net = Testnet::generate(4, 0, 33500, INTERVAL_MS);
-    for node in &mut net.nodes {
-        node.log_filter = Some("info,timed::votes=debug".into());
-    }
+    let mut net = vote_audited_testnet(33500);
     let rt = runtime();
-    let ids = peer_ids(&net);
-    let (replayer, events) = rt.block_on(swarm(
-        CHAIN_ID,
-        adversary_port(&net, 0),
-        addrs(&net),
-        8,
-        GOSSIP_LIMITS,
-    ));
+    let (replayer, events) = attacker(&rt, &net, 0);
     let captured = {
         let _guard = rt.enter();
         spawn_capture(&replayer, events)
     };
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
-    rt.block_on(async {
-        assert!(connected(&replayer.net, &ids, Duration::from_secs(20)).await);
-    });
+    start_under_watch(&mut net, &rt, &[&replayer]);
 
-    let rss = RssWatch::start(&net);
-    let before: Vec<_> = net.nodes.iter().map(verdicts).collect();
-    let attack_start = top(&net, &[0, 1, 2, 3]);
-    let started = Instant::now();
+    let attack = Attack::begin(&net, &[0, 1, 2, 3]);
     let sent = rt.block_on(replay_votes(&replayer.net, &captured, 6000));
-    let attack_secs = started.elapsed().as_secs_f64();
-    let attack_end = top(&net, &[0, 1, 2, 3]);
-    let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_end, rss);
-    let seen: Vec<_> = net
-        .nodes
-        .iter()
-        .zip(&before)
-        .map(|(n, b)| delta(b, &verdicts(n)))
-        .collect();
+    let Outcome {
+        secs: attack_secs,
+        start: attack_start,
+        end: attack_end,
+        peak_mib: peak,
+        seen,
+    } = attack.end(&mut net);
     println!(
         "scenario 3 (replayed votes under fresh nonces): {sent} replays in {attack_secs:.1} s; {} blocks finalized meanwhile; verdicts per node {seen:?}; peak RSS {peak} MiB",
         attack_end - attack_start
@@ -560,10 +603,9 @@ fn replayed_votes_under_fresh_nonces() {
     }
     // Every vote a node accepted, it accepted once (the audit log has one line per accept).
     for (i, node) in net.nodes.iter().enumerate() {
-        let log = std::fs::read_to_string(node.home.join("node.log")).expect("log");
         let mut accepted = HashSet::new();
         let mut lines = 0;
-        for line in log.lines().filter(|l| l.contains("timed::votes")) {
+        for line in accepted_votes(node) {
             let field = |name: &str| {
                 line.split_whitespace()
                     .find_map(|w| w.strip_prefix(&format!("{name}=")))
@@ -597,7 +639,7 @@ fn a_hundred_connections_with_fresh_peer_ids() {
     net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
 
     let rss = RssWatch::start(&net);
-    let attack_start = top(&net, &[0, 1, 2, 3]);
+    let attack_start = net.top(&[0, 1, 2, 3]);
     let started = Instant::now();
     let targets = addrs(&net);
     let swarms: Vec<Swarm> = rt.block_on(async {
@@ -624,7 +666,7 @@ fn a_hundred_connections_with_fresh_peer_ids() {
     );
     net.wait_height(
         &[0, 1, 2, 3],
-        top(&net, &[0, 1, 2, 3]) + MARGIN,
+        net.top(&[0, 1, 2, 3]) + MARGIN,
         Duration::from_secs(60),
     );
     for i in 0..4 {
@@ -639,7 +681,7 @@ fn a_hundred_connections_with_fresh_peer_ids() {
     }
     let connected: Vec<usize> = (0..4).map(|i| peers_of(&net.nodes[i]).len()).collect();
     let refusals: Vec<u64> = (0..4).map(refused).collect();
-    let during = top(&net, &[0, 1, 2, 3]) - attack_start;
+    let during = net.top(&[0, 1, 2, 3]) - attack_start;
     let secs = started.elapsed().as_secs_f64();
     let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_start, rss);
     println!(
@@ -673,7 +715,7 @@ fn messages_at_the_size_limit_of_every_topic() {
     net.start_all();
     net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
     let rss = RssWatch::start(&net);
-    let attack_start = top(&net, &[0, 1, 2, 3]);
+    let attack_start = net.top(&[0, 1, 2, 3]);
     let started = Instant::now();
     let messages = sized_messages(CHAIN_ID, attack_start + 1);
     let count = |topic: Topic, side: Side| {
@@ -799,7 +841,7 @@ fn messages_at_the_size_limit_of_every_topic() {
         .map(|i| delta(&intake_before[i], &verdicts(&net.nodes[i])))
         .collect();
     let secs = started.elapsed().as_secs_f64();
-    let attack_end = top(&net, &[0, 1, 2, 3]);
+    let attack_end = net.top(&[0, 1, 2, 3]);
     let refused: Vec<_> = (0..4).map(refused_now).collect();
     let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_end, rss);
     let described: Vec<String> = messages
@@ -856,7 +898,7 @@ fn a_lying_sync_peer_is_penalised_backed_off_and_bypassed() {
 
     // Validator 3 comes back, behind, with the liars first among its bootstrap peers.
     let rss = RssWatch::start(&net);
-    let attack_start = top(&net, &[0, 1, 2]);
+    let attack_start = net.top(&[0, 1, 2]);
     let started = Instant::now();
     let mut bootstrap: Vec<String> = liars.iter().map(|(s, _)| s.addr.to_string()).collect();
     bootstrap.extend(targets[..3].iter().map(ToString::to_string));
@@ -996,10 +1038,7 @@ fn a_byzantine_proposer_sends_different_bodies_for_one_hash() {
         (one, other)
     });
 
-    let rss = RssWatch::start(&net);
-    let before: Vec<_> = net.nodes[..3].iter().map(verdicts).collect();
-    let attack_start = top(&net, &[0, 1, 2]);
-    let started = Instant::now();
+    let attack = Attack::begin(&net, &[0, 1, 2]);
     let proposed = {
         let _guard = rt.enter();
         spawn_byzantine_proposer(
@@ -1021,9 +1060,13 @@ fn a_byzantine_proposer_sends_different_bodies_for_one_hash() {
         },
         || format!("proposed {:?}\n{}", heights(), net.logs()),
     );
-    let secs = started.elapsed().as_secs_f64();
-    let attack_end = top(&net, &[0, 1, 2]);
-    let peak = assert_survived(&mut net, &[0, 1, 2], attack_end, rss);
+    let Outcome {
+        secs,
+        start: attack_start,
+        end: attack_end,
+        peak_mib: peak,
+        seen,
+    } = attack.end(&mut net);
     let mut ours = 0;
     let mut later_round = 0;
     for (height, hash) in heights() {
@@ -1040,11 +1083,6 @@ fn a_byzantine_proposer_sends_different_bodies_for_one_hash() {
             later_round += 1;
         }
     }
-    let seen: Vec<_> = net.nodes[..3]
-        .iter()
-        .zip(&before)
-        .map(|(n, b)| delta(b, &verdicts(n)))
-        .collect();
     println!(
         "scenario 7 (a Byzantine proposer, two bodies for one hash): {} proposals in {secs:.1} s; {ours} decided as the valid body, {later_round} moved on by round change; {} blocks finalized; verdicts per node {seen:?}; peak RSS {peak} MiB",
         heights().len(),

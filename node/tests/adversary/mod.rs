@@ -154,12 +154,27 @@ pub fn garbage(n: usize) -> Vec<u8> {
 /// Drains `events` for as long as the swarm lives: gossip is dropped without penalty (and not
 /// forwarded), sync requests are answered with an error. Keeps a swarm that only attacks from
 /// filling its event channel.
-pub fn spawn_drain(net: &NetHandle, mut events: NetEvents) {
+pub fn spawn_drain(net: &NetHandle, events: NetEvents) {
+    spawn_drain_observing(net, events, |_, _| {});
+}
+
+/// [`spawn_drain`], showing each gossip message's topic and payload to `observe` first.
+fn spawn_drain_observing(
+    net: &NetHandle,
+    mut events: NetEvents,
+    mut observe: impl FnMut(Topic, &[u8]) + Send + 'static,
+) {
     let net = net.clone();
     tokio::spawn(timeout(LIFETIME, async move {
         for _ in 0..MAX_EVENTS {
             match events.recv().await {
-                Some(NetEvent::Gossip { id, source, .. }) => {
+                Some(NetEvent::Gossip {
+                    topic,
+                    data,
+                    id,
+                    source,
+                }) => {
+                    observe(topic, &data);
                     net.report(id, source, Acceptance::Ignore)
                 }
                 Some(NetEvent::SyncRequest { channel, .. }) => {
@@ -322,39 +337,21 @@ const CAPTURE: usize = 64;
 
 /// Records the votes gossiped to `swarm` (keeping the newest [`CAPTURE`]) without relaying
 /// anything; sync requests are refused.
-pub fn spawn_capture(swarm: &Swarm, mut events: NetEvents) -> Captured {
+pub fn spawn_capture(swarm: &Swarm, events: NetEvents) -> Captured {
     let captured: Captured = Arc::default();
-    let net = swarm.net.clone();
     let keep = captured.clone();
-    tokio::spawn(timeout(LIFETIME, async move {
-        for _ in 0..MAX_EVENTS {
-            match events.recv().await {
-                Some(NetEvent::Gossip {
-                    topic,
-                    data,
-                    id,
-                    source,
-                }) => {
-                    if matches!(topic, Topic::Prepare | Topic::Precommit) {
-                        if let Ok(m) = codec::decode::<VoteMessage>(&data, GOSSIP_LIMITS.vote) {
-                            let mut votes = keep.lock().expect("capture lock");
-                            votes.push_back(m.vote);
-                            if votes.len() > CAPTURE {
-                                votes.pop_front();
-                            }
-                        }
-                    }
-                    net.report(id, source, Acceptance::Ignore);
-                }
-                Some(NetEvent::SyncRequest { channel, .. }) => {
-                    let refusal = SyncResponse::Error("not serving".into());
-                    net.respond(channel, codec::encode(&refusal));
-                }
-                Some(_) => {}
-                None => break,
+    spawn_drain_observing(&swarm.net, events, move |topic, data| {
+        if !matches!(topic, Topic::Prepare | Topic::Precommit) {
+            return;
+        }
+        if let Ok(m) = codec::decode::<VoteMessage>(data, GOSSIP_LIMITS.vote) {
+            let mut votes = keep.lock().expect("capture lock");
+            votes.push_back(m.vote);
+            if votes.len() > CAPTURE {
+                votes.pop_front();
             }
         }
-    }));
+    });
     captured
 }
 

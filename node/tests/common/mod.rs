@@ -310,6 +310,15 @@ impl Testnet {
         self.dir.path().join("net")
     }
 
+    /// Highest finalized height among `which` (0 if none answers).
+    pub fn top(&self, which: &[usize]) -> u64 {
+        which
+            .iter()
+            .filter_map(|&i| self.nodes[i].height())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Starts every node.
     pub fn start_all(&mut self) {
         for node in &mut self.nodes {
