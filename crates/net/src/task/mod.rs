@@ -1,4 +1,13 @@
 //! The swarm task: owns the libp2p swarm and serves the [`NetHandle`](crate::NetHandle).
+//!
+//! This file holds the task and what the node asks of it (commands, reports, publications,
+//! maintenance, discovery); `swarm_events` handles what the swarm reports, `metrics` the
+//! crate's own gauges and counters.
+
+mod metrics;
+mod swarm_events;
+
+use metrics::NetMetrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +27,7 @@ use libp2p::{
     },
     tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
-use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge},
-    registry::{Metric, Registry},
-};
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_hash, Behaviour, BehaviourEvent, Protocols, PUBLISH_THRESHOLD};
@@ -58,73 +64,6 @@ const PENDING_TTL: Duration = Duration::from_secs(120);
 const WRONG_CHAIN_BAN: Duration = Duration::from_secs(600);
 /// How long a penalized peer is refused.
 const PENALTY_BAN: Duration = Duration::from_secs(120);
-
-/// The crate's own metrics, next to libp2p's.
-struct NetMetrics {
-    connected_peers: Gauge,
-    pending_publications: Gauge,
-    dropped_events: Counter,
-    dropped_publications: Counter,
-    wrong_chain_peers: Counter,
-    penalized_peers: Counter,
-    refused_connections: Counter,
-}
-
-impl NetMetrics {
-    fn new(registry: &mut Registry) -> Self {
-        Self {
-            connected_peers: registered(
-                registry,
-                "connected_peers",
-                "Peers with at least one established connection",
-                Gauge::default(),
-            ),
-            pending_publications: registered(
-                registry,
-                "pending_publications",
-                "Gossip messages waiting for a subscribed peer",
-                Gauge::default(),
-            ),
-            dropped_events: registered(
-                registry,
-                "dropped_events",
-                "Events dropped because the node did not keep up",
-                Counter::default(),
-            ),
-            dropped_publications: registered(
-                registry,
-                "dropped_publications",
-                "Gossip messages dropped before reaching any peer",
-                Counter::default(),
-            ),
-            wrong_chain_peers: registered(
-                registry,
-                "wrong_chain_peers",
-                "Peers disconnected for announcing another chain",
-                Counter::default(),
-            ),
-            penalized_peers: registered(
-                registry,
-                "penalized_peers",
-                "Peers disconnected and banned on the node's request",
-                Counter::default(),
-            ),
-            refused_connections: registered(
-                registry,
-                "refused_connections",
-                "Inbound connections refused by the connection limits",
-                Counter::default(),
-            ),
-        }
-    }
-}
-
-/// Registers `metric` as `name` with `help` and returns it; the registry keeps a clone, which
-/// shares the value.
-fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
-    registry.register(name, help, metric.clone());
-    metric
-}
 
 /// What the task knows about a connected peer.
 #[derive(Default)]
@@ -587,245 +526,5 @@ impl Task {
             tracing::warn!("node is not keeping up with network events; event dropped");
         }
         false
-    }
-
-    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        self.libp2p_metrics.record(&event);
-        match event {
-            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
-            SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(%address, "listening");
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                endpoint,
-                ..
-            } => {
-                let addr = match endpoint {
-                    ConnectedPoint::Dialer { address, .. } => address,
-                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
-                };
-                tracing::debug!(peer = %peer_id, %addr, "connection established");
-                self.peers
-                    .entry(peer_id)
-                    .or_default()
-                    .connections
-                    .insert(connection_id, addr);
-                self.metrics.connected_peers.set(self.peers.len() as i64);
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                connection_id,
-                num_established,
-                cause,
-                ..
-            } => {
-                tracing::debug!(peer = %peer_id, ?cause, "connection closed");
-                if let Some(state) = self.peers.get_mut(&peer_id) {
-                    state.connections.remove(&connection_id);
-                }
-                if num_established == 0 {
-                    if let Some(state) = self.peers.remove(&peer_id) {
-                        if state.announced {
-                            tracing::info!(peer = %peer_id, "peer disconnected");
-                            self.emit(NetEvent::PeerDisconnected(peer_id));
-                        }
-                    }
-                }
-                self.metrics.connected_peers.set(self.peers.len() as i64);
-            }
-            SwarmEvent::IncomingConnectionError {
-                send_back_addr,
-                error,
-                ..
-            } => {
-                // Garbage on the port, a failed handshake or a refused connection: drop and move on.
-                tracing::debug!(%send_back_addr, %error, "incoming connection failed");
-                if let ListenError::Denied { .. } = error {
-                    self.metrics.refused_connections.inc();
-                }
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
-            }
-            SwarmEvent::ListenerError { error, .. } => {
-                tracing::warn!(%error, "listener error");
-            }
-            _ => {}
-        }
-    }
-
-    fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
-        match event {
-            BehaviourEvent::Gossipsub(event) => {
-                self.libp2p_metrics.record(&event);
-                self.handle_gossipsub(event);
-            }
-            BehaviourEvent::Kad(event) => {
-                self.libp2p_metrics.record(&event);
-                self.handle_kad(event);
-            }
-            BehaviourEvent::Identify(event) => {
-                self.libp2p_metrics.record(&event);
-                if let identify::Event::Received { peer_id, info, .. } = event {
-                    self.handle_identify(peer_id, info);
-                }
-            }
-            BehaviourEvent::Sync(event) => self.handle_sync(event),
-            BehaviourEvent::Ping(event) => {
-                self.libp2p_metrics.record(&event);
-                // libp2p-ping no longer closes a connection whose pings fail; a dead
-                // connection (a peer paused, partitioned or moved to another address) would
-                // otherwise linger for minutes and hide the peer's new address from us.
-                if let Err(error) = &event.result {
-                    tracing::debug!(peer = %event.peer, %error, "ping failed; closing the connection");
-                    self.swarm.close_connection(event.connection);
-                }
-            }
-            BehaviourEvent::Limits(never)
-            | BehaviourEvent::Gate(never)
-            | BehaviourEvent::Blocked(never) => match never {},
-        }
-    }
-
-    fn handle_gossipsub(&mut self, event: gossipsub::Event) {
-        match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => {
-                let id = MessageId(message_id);
-                let delivered = match self.topics.get(&message.topic) {
-                    Some(&topic) => self.emit(NetEvent::Gossip {
-                        topic,
-                        data: message.data,
-                        id: id.clone(),
-                        source: propagation_source,
-                    }),
-                    None => false,
-                };
-                if !delivered {
-                    // Nobody will validate it: release it from the cache without penalty.
-                    self.report(&id, &propagation_source, Acceptance::Ignore);
-                }
-            }
-            gossipsub::Event::Subscribed { peer_id, topic } => {
-                tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
-                if let Some(&topic) = self.topics.get(&topic) {
-                    self.flush_pending(Some(topic));
-                }
-            }
-            gossipsub::Event::GossipsubNotSupported { peer_id } => {
-                tracing::debug!(peer = %peer_id, "peer does not speak gossipsub");
-            }
-            gossipsub::Event::SlowPeer { peer_id, .. } => {
-                tracing::debug!(peer = %peer_id, "slow gossip peer");
-            }
-            gossipsub::Event::Unsubscribed { .. } => {}
-        }
-    }
-
-    fn handle_kad(&mut self, event: kad::Event) {
-        if let kad::Event::RoutingUpdated {
-            peer,
-            is_new_peer: true,
-            addresses,
-            ..
-        } = event
-        {
-            // Discovery connects us to the peers it finds, up to the limit.
-            if !self.swarm.is_connected(&peer)
-                && self.peers.len() < self.max_peers
-                && !self.banned.contains_key(&peer)
-            {
-                tracing::debug!(%peer, "dialling discovered peer");
-                self.dial(
-                    DialOpts::peer_id(peer)
-                        .addresses(addresses.into_vec())
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build(),
-                );
-            }
-        }
-    }
-
-    fn handle_identify(&mut self, peer: PeerId, info: identify::Info) {
-        if info.protocol_version != self.protocols.identify_version {
-            tracing::warn!(
-                %peer,
-                theirs = %info.protocol_version,
-                ours = %self.protocols.identify_version,
-                "peer belongs to another chain; disconnecting"
-            );
-            // Several connections of one stranger are one disconnected peer.
-            if self.ban(peer, WRONG_CHAIN_BAN) {
-                self.metrics.wrong_chain_peers.inc();
-            }
-            return;
-        }
-        if info.protocols.contains(&self.protocols.kad) {
-            // Listen addresses, not the ephemeral port of an inbound connection, are what other
-            // nodes must dial.
-            for addr in &info.listen_addrs {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, addr.clone());
-            }
-        }
-        let Some(state) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        state.agent = Some(info.agent_version);
-        state.protocol_version = Some(info.protocol_version);
-        if !state.announced {
-            state.announced = true;
-            tracing::info!(%peer, agent = ?state.agent, "peer connected");
-            self.emit(NetEvent::PeerConnected(peer));
-        }
-    }
-
-    fn handle_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    // If the node is saturated the channel is dropped and the peer sees a failure.
-                    self.emit(NetEvent::SyncRequest {
-                        peer,
-                        request,
-                        channel: ResponseToken(channel),
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.outbound.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(reply) = self.outbound.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound sync request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
     }
 }
