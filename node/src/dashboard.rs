@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use timecoin_types::{PublicKey, VoteKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// The dashboard page, with `/*STATE*/null` where [`page`] puts the current snapshot.
 const PAGE: &str = include_str!("dashboard.html");
@@ -81,10 +81,21 @@ struct Inner {
 }
 
 /// What the event loop notes for the dashboard.
-#[derive(Default)]
 pub struct Observed {
     inner: Mutex<Inner>,
     event_clients: Arc<AtomicUsize>,
+    /// Set when the node shuts down: event streams end, so the RPC server can stop.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            inner: Mutex::default(),
+            event_clients: Arc::default(),
+            closing: watch::channel(false).0,
+        }
+    }
 }
 
 impl Observed {
@@ -125,6 +136,12 @@ impl Observed {
         while inner.evidence.len() > RECENT_EVIDENCE {
             inner.evidence.pop_front();
         }
+    }
+
+    /// Ends every event stream and refuses new ones (at shutdown: an open stream would keep
+    /// the RPC server from stopping).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// The latest votes of `validator`.
@@ -282,11 +299,16 @@ impl http_body::Body for EventBody {
     }
 }
 
-/// Opens an event stream, or `None` when [`MAX_EVENT_CLIENTS`] are already served. A task
+/// Opens an event stream, or `None` when [`MAX_EVENT_CLIENTS`] are already served or the
+/// node is shutting down. A task
 /// sends a snapshot on every change of consensus state (at most one per
 /// [`EVENT_MIN_GAP`]) and at least every [`EVENT_TICK`]; it ends when the client goes away or
 /// falls [`EVENT_BUFFER`] snapshots behind.
 pub fn open_events(shared: Arc<Shared>) -> Option<EventBody> {
+    let mut closing = shared.observed.closing.subscribe();
+    if *closing.borrow() {
+        return None;
+    }
     let slot = ClientSlot::take(&shared.observed.event_clients)?;
     let (tx, rx) = mpsc::channel::<Bytes>(EVENT_BUFFER);
     tokio::spawn(async move {
@@ -304,8 +326,13 @@ pub fn open_events(shared: Arc<Shared>) -> Option<EventBody> {
                 // Full: the client does not keep up; closed: it went away.
                 return;
             }
-            tokio::time::sleep(EVENT_MIN_GAP).await;
             tokio::select! {
+                _ = closing.changed() => return,
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(EVENT_MIN_GAP) => {}
+            }
+            tokio::select! {
+                _ = closing.changed() => return,
                 _ = tx.closed() => return,
                 changed = status.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(EVENT_TICK) => {}

@@ -197,6 +197,7 @@ async fn start(args: StartArgs) -> Result<()> {
     let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = node.run(tip + 1, net_events, sigterm).await;
     info!(target: NODE_LOG_TARGET, "shutting down");
+    shared.observed.close_streams();
     let _ = rpc_handle.stop();
     shared.net.shutdown().await;
     rpc_handle.stopped().await;

@@ -89,8 +89,9 @@ fn open_event_stream(addr: SocketAddr) -> (String, TcpStream) {
 }
 
 /// `/dashboard/state` and `/events`: snapshots of the node whose height advances from one
-/// event to a later one, and no more than the cap of event streams at once (the next one is
-/// refused with 503 while the others stay open).
+/// event to a later one, no more than the cap of event streams at once (the next one is
+/// refused with 503 while the others stay open), and an open stream does not keep the node
+/// from shutting down cleanly.
 #[test]
 fn snapshots_and_event_stream() {
     let mut net = Testnet::generate(1, 0, 33300, 100);
@@ -133,6 +134,13 @@ fn snapshots_and_event_stream() {
                 .then_some(())
         },
         || net.logs(),
+    );
+    let (status, _open) = open_event_stream(net.nodes[0].rpc);
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        net.nodes[0].stop(),
+        "node0 did not exit cleanly within 20 s with an event stream open\n{}",
+        net.logs()
     );
 }
 
@@ -575,4 +583,9 @@ fn new_blocks_subscription_over_websocket() {
         heights.push(block["height"].as_u64().unwrap());
     }
     assert!(heights.windows(2).all(|w| w[1] == w[0] + 1), "{heights:?}");
+    assert!(
+        net.nodes[0].stop(),
+        "node0 did not exit cleanly within 20 s with a subscription open\n{}",
+        net.logs()
+    );
 }
