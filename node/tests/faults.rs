@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn one_down_continues_two_down_halts_safely_and_both_return() {
-    let mut net = Testnet::generate(4, 0, 31100, 200);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 3, Duration::from_secs(60));
+    let mut net = Testnet::running(4, 31100, 200, 3);
 
     net.nodes[3].kill();
     let h = net.top(&[0, 1, 2]);
@@ -42,9 +40,7 @@ fn one_down_continues_two_down_halts_safely_and_both_return() {
 #[test]
 fn three_validators_lose_one_and_it_catches_up() {
     // The seed's own scenario: three validators of 1,000 TIME; two of them are 2/3.
-    let mut net = Testnet::generate(3, 0, 31300, 200);
-    net.start_all();
-    net.wait_height(&[0, 1, 2], 3, Duration::from_secs(60));
+    let mut net = Testnet::running(3, 31300, 200, 3);
     net.nodes[2].kill();
     let h = net.top(&[0, 1]);
     net.wait_height(&[0, 1], h + 10, Duration::from_secs(60));
@@ -89,9 +85,7 @@ fn a_node_down_for_a_hundred_blocks_and_a_new_full_node_catch_up() {
 #[test]
 fn a_dead_proposer_is_replaced_in_a_later_round_within_the_slot() {
     let interval = 2000;
-    let mut net = Testnet::generate(4, 0, 31700, interval);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 1, Duration::from_secs(60));
+    let mut net = Testnet::running(4, 31700, interval, 1);
     let info = net.nodes[0].rpc("getblockchaininfo", json!([])).unwrap();
     let genesis_time = info["genesis_time_ms"].as_u64().unwrap();
     let target = info["height"].as_u64().unwrap() + 2;
@@ -196,9 +190,7 @@ fn a_validator_killed_at_random_moments_never_equivocates() {
 fn the_whole_network_killed_at_once_comes_back_and_agrees() {
     // Every validator dies at the same moment, possibly locked on a block nobody else has
     // stored; the persisted locks and their blocks must let the height finish after restart.
-    let mut net = Testnet::generate(4, 0, 32100, 100);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
+    let mut net = Testnet::running(4, 32100, 100, 2);
     let mut state: u64 = 0x5eed_0fa1;
     for _ in 0..5 {
         state = state

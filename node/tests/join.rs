@@ -93,9 +93,7 @@ fn read_key(path: &str) -> Keypair {
 
 #[test]
 fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
-    let mut net = Testnet::generate(4, 0, 32100, 200);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
+    let mut net = Testnet::running(4, 32100, 200, 2);
     let dir = net.path();
     let genesis_weight = total_weight(&net.nodes[0], 1);
     assert_eq!(genesis_weight, 4 * MIN_COLLATERAL);
@@ -121,21 +119,9 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     let wallet_address = timed(&["wallet", "new", "--out", &wallet])
         .trim()
         .to_string();
-    let funding = timed(&[
-        "wallet",
-        "send",
-        "--key",
-        &faucet,
-        "--to",
-        &wallet_address,
-        "--amount",
-        "2600",
-        "--fee",
-        "0.001",
-        "--rpc",
-        &format!("http://{}/", net.nodes[0].rpc),
-    ]);
-    finalized_height(&joiner, funding.trim(), || logs(&net, &joiner));
+    let rpc0 = format!("http://{}/", net.nodes[0].rpc);
+    let funding = wallet_send(&faucet, &wallet_address, "2600", &rpc0);
+    finalized_height(&joiner, &funding, || logs(&net, &joiner));
 
     // Too little collateral is refused by the CLI before anything is sent.
     let operator = Operator {

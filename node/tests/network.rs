@@ -74,9 +74,7 @@ fn four_validators_finalize_agree_and_pay_rewards() {
 
 #[test]
 fn a_node_with_one_bootstrap_address_finds_the_others() {
-    let mut net = Testnet::generate(4, 0, 30300, 200);
-    net.start_all();
-    net.wait_height(&[0], 2, Duration::from_secs(60));
+    let net = Testnet::running(4, 30300, 200, 2);
     let mut follower = init_follower(&net, "follower", &[]);
     follower.start();
     wait_until(
@@ -129,9 +127,7 @@ fn signed_transfer(
 
 #[test]
 fn wallet_transfer_lands_once_and_bad_input_is_refused() {
-    let mut net = Testnet::generate(4, 0, 30500, 200);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 1, Duration::from_secs(60));
+    let mut net = Testnet::running(4, 30500, 200, 1);
     let dir = net.path();
     let rpc = format!("http://{}/", net.nodes[1].rpc);
     let faucet = key_path(&dir, "faucet.key");
@@ -143,22 +139,7 @@ fn wallet_transfer_lands_once_and_bad_input_is_refused() {
         .trim()
         .to_string();
 
-    let txid = timed(&[
-        "wallet",
-        "send",
-        "--key",
-        &faucet,
-        "--to",
-        &receiver_address,
-        "--amount",
-        "12.5",
-        "--fee",
-        "0.001",
-        "--rpc",
-        &rpc,
-    ])
-    .trim()
-    .to_string();
+    let txid = wallet_send(&faucet, &receiver_address, "12.5", &rpc);
     let height = wait_until(
         "the transfer is finalized",
         Duration::from_secs(60),

@@ -310,6 +310,21 @@ impl Testnet {
         self.dir.path().join("net")
     }
 
+    /// [`Testnet::generate`] with no full nodes, every node started, and all of them past
+    /// `height` within a minute.
+    pub fn running(
+        validators: usize,
+        preferred_port: u16,
+        interval_ms: u64,
+        height: u64,
+    ) -> Testnet {
+        let mut net = Testnet::generate(validators, 0, preferred_port, interval_ms);
+        net.start_all();
+        let all: Vec<usize> = (0..validators).collect();
+        net.wait_height(&all, height, Duration::from_secs(60));
+        net
+    }
+
     /// Highest finalized height among `which` (0 if none answers).
     pub fn top(&self, which: &[usize]) -> u64 {
         which
@@ -483,4 +498,15 @@ pub fn init_follower(net: &Testnet, name: &str, extra: &[&str]) -> NodeProc {
 /// Path helper for key files inside a testnet.
 pub fn key_path(dir: &Path, name: &str) -> String {
     dir.join(name).to_string_lossy().to_string()
+}
+
+/// `timed wallet send` of `amount` TIME from the key file `key` to `to` through `rpc`, paying
+/// the 0.001 TIME fee the tests use; returns the txid.
+pub fn wallet_send(key: &str, to: &str, amount: &str, rpc: &str) -> String {
+    timed(&[
+        "wallet", "send", "--key", key, "--to", to, "--amount", amount, "--fee", "0.001", "--rpc",
+        rpc,
+    ])
+    .trim()
+    .to_string()
 }
