@@ -632,15 +632,11 @@ fn replayed_votes_under_fresh_nonces() {
 /// the validators refuse most of them and stay connected to each other.
 #[test]
 fn a_hundred_connections_with_fresh_peer_ids() {
-    let mut net = Testnet::generate(4, 0, 33700, INTERVAL_MS);
+    let mut net = Testnet::running(4, 33700, INTERVAL_MS, 2);
     let rt = runtime();
     let ids = peer_ids(&net);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
 
-    let rss = RssWatch::start(&net);
-    let attack_start = net.top(&[0, 1, 2, 3]);
-    let started = Instant::now();
+    let attack = Attack::begin(&net, &[0, 1, 2, 3]);
     let targets = addrs(&net);
     let swarms: Vec<Swarm> = rt.block_on(async {
         let mut swarms = Vec::new();
@@ -681,9 +677,14 @@ fn a_hundred_connections_with_fresh_peer_ids() {
     }
     let connected: Vec<usize> = (0..4).map(|i| peers_of(&net.nodes[i]).len()).collect();
     let refusals: Vec<u64> = (0..4).map(refused).collect();
-    let during = net.top(&[0, 1, 2, 3]) - attack_start;
-    let secs = started.elapsed().as_secs_f64();
-    let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_start, rss);
+    let Outcome {
+        secs,
+        start,
+        end,
+        peak_mib: peak,
+        ..
+    } = attack.end(&mut net);
+    let during = end - start;
     println!(
         "scenario 5 (100 connections with fresh peer ids): {} swarms dialled 4 validators each; refused connections per validator {refusals:?}, peers per validator {connected:?}; {during} blocks finalized in {secs:.1} s; peak RSS {peak} MiB",
         swarms.len()
@@ -709,15 +710,11 @@ fn refused_by_gossipsub(node: &NodeProc, topic: timecoin_net::Topic) -> u64 {
 #[test]
 fn messages_at_the_size_limit_of_every_topic() {
     use timecoin_net::Topic;
-    let mut net = Testnet::generate(4, 0, 33900, INTERVAL_MS);
+    let mut net = Testnet::running(4, 33900, INTERVAL_MS, 2);
     let rt = runtime();
     let ids = peer_ids(&net);
-    net.start_all();
-    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
-    let rss = RssWatch::start(&net);
-    let attack_start = net.top(&[0, 1, 2, 3]);
-    let started = Instant::now();
-    let messages = sized_messages(CHAIN_ID, attack_start + 1);
+    let measured = Attack::begin(&net, &[0, 1, 2, 3]);
+    let messages = sized_messages(CHAIN_ID, measured.start + 1);
     let count = |topic: Topic, side: Side| {
         messages
             .iter()
@@ -840,10 +837,14 @@ fn messages_at_the_size_limit_of_every_topic() {
     let under_seen: Vec<_> = (0..4)
         .map(|i| delta(&intake_before[i], &verdicts(&net.nodes[i])))
         .collect();
-    let secs = started.elapsed().as_secs_f64();
-    let attack_end = net.top(&[0, 1, 2, 3]);
     let refused: Vec<_> = (0..4).map(refused_now).collect();
-    let peak = assert_survived(&mut net, &[0, 1, 2, 3], attack_end, rss);
+    let Outcome {
+        secs,
+        start: attack_start,
+        end: attack_end,
+        peak_mib: peak,
+        ..
+    } = measured.end(&mut net);
     let described: Vec<String> = messages
         .iter()
         .map(|m| {
