@@ -279,10 +279,10 @@ impl Drop for ClientSlot {
     }
 }
 
-/// An event stream's response body: the snapshots its task queues, as they come.
+/// An event stream's response body: the snapshots its task queues, as they come; it ends
+/// after the last one once the task stops.
 pub struct EventBody {
     rx: mpsc::Receiver<Bytes>,
-    _slot: ClientSlot,
 }
 
 impl http_body::Body for EventBody {
@@ -300,10 +300,11 @@ impl http_body::Body for EventBody {
 }
 
 /// Opens an event stream, or `None` when [`MAX_EVENT_CLIENTS`] are already served or the
-/// node is shutting down. A task
-/// sends a snapshot on every change of consensus state (at most one per
-/// [`EVENT_MIN_GAP`]) and at least every [`EVENT_TICK`]; it ends when the client goes away or
-/// falls [`EVENT_BUFFER`] snapshots behind.
+/// node is shutting down. A task sends a snapshot on every change of consensus state (at
+/// most one per [`EVENT_MIN_GAP`]) and at least every [`EVENT_TICK`]; it ends when the client
+/// goes away, falls [`EVENT_BUFFER`] snapshots behind or the node shuts down, and gives its
+/// place back then (a client that stopped reading holds no place, only its connection and
+/// the snapshots already queued for it).
 pub fn open_events(shared: Arc<Shared>) -> Option<EventBody> {
     let mut closing = shared.observed.closing.subscribe();
     if *closing.borrow() {
@@ -312,6 +313,7 @@ pub fn open_events(shared: Arc<Shared>) -> Option<EventBody> {
     let slot = ClientSlot::take(&shared.observed.event_clients)?;
     let (tx, rx) = mpsc::channel::<Bytes>(EVENT_BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut status = shared.status.clone();
         // Ask the browser to reconnect after 2 s if the stream breaks.
         if tx.try_send(Bytes::from_static(b"retry: 2000\n\n")).is_err() {
@@ -339,7 +341,7 @@ pub fn open_events(shared: Arc<Shared>) -> Option<EventBody> {
             }
         }
     });
-    Some(EventBody { rx, _slot: slot })
+    Some(EventBody { rx })
 }
 
 #[cfg(test)]

@@ -151,6 +151,10 @@ pub fn run(args: TestnetArgs) -> Result<()> {
         args.out.join("docker-compose.yml"),
         docker_compose(&homes, args.base_port, group_of(&args.out)?),
     )?;
+    std::fs::write(
+        args.out.join("network.html"),
+        network_page(&homes, args.validators, args.base_port, &args.chain_id),
+    )?;
     println!(
         "wrote a {}-validator testnet (chain id {}) to {}",
         args.validators,
@@ -194,6 +198,56 @@ fn group_of(path: &std::path::Path) -> Result<u32> {
 #[cfg(not(unix))]
 fn group_of(_path: &std::path::Path) -> Result<u32> {
     Ok(0)
+}
+
+/// `network.html`: one page listing every node of the testnet (role, p2p and RPC ports, a
+/// link to its dashboard) with each node's live dashboard beside it. The RPC ports are the
+/// same for local processes and for the compose file's containers (published on loopback).
+/// The page itself fetches nothing: it embeds each node's own `/dashboard` in a frame.
+fn network_page(homes: &[Home], validators: usize, base_port: u16, chain_id: &str) -> String {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut rows = String::new();
+    let mut frames = String::new();
+    for (i, home) in homes.iter().enumerate() {
+        let rpc = base_port + 100 + i as u16;
+        let role = if i < validators {
+            "validator"
+        } else {
+            "full node"
+        };
+        let name = escape(&home.name);
+        let _ = writeln!(
+            rows,
+            "<tr><td>{name}</td><td>{role}</td><td>{p2p}</td><td>http://127.0.0.1:{rpc}/</td>\
+             <td><a href=\"http://127.0.0.1:{rpc}/dashboard\">dashboard</a></td></tr>",
+            p2p = home.p2p_port,
+        );
+        let _ = writeln!(
+            frames,
+            "<figure><figcaption>{name} ({role})</figcaption>\
+             <iframe src=\"http://127.0.0.1:{rpc}/dashboard\" title=\"{name}\"></iframe></figure>"
+        );
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{chain} testnet</title><style>\
+         body{{margin:0;padding:12px 20px;font:14px system-ui,sans-serif;background:#0f1419;color:#e6e6e6}}\
+         a{{color:#58a6ff}}table{{border-collapse:collapse;margin-bottom:16px}}\
+         td,th{{padding:3px 10px;border-bottom:1px solid #2a333d;text-align:left}}\
+         main{{display:grid;grid-template-columns:repeat(auto-fill,minmax(640px,1fr));gap:12px}}\
+         figure{{margin:0}}figcaption{{color:#8a96a3;margin-bottom:4px}}\
+         iframe{{width:100%;height:760px;border:1px solid #2a333d;border-radius:8px}}\
+         </style></head><body>\n<h1>{chain}: {n} nodes</h1>\n\
+         <table><tr><th>node</th><th>role</th><th>p2p port</th><th>RPC</th><th></th></tr>\n{rows}</table>\n\
+         <main>\n{frames}</main>\n</body></html>\n",
+        chain = escape(chain_id),
+        n = homes.len(),
+    )
 }
 
 /// A compose file running every home in a container of the `timed:local` image (see
