@@ -39,7 +39,7 @@ pub const RECENT_BLOCKS: usize = 64;
 /// Evidence items remembered.
 const RECENT_EVIDENCE: usize = 16;
 /// Validators whose votes are tracked (a cap far above any real set: accepted votes only come
-/// from members).
+/// from members); beyond it, the validator whose latest vote is oldest is forgotten.
 const MAX_TRACKED_VOTERS: usize = 1024;
 
 /// A validator's latest accepted votes, as `(height, round)`.
@@ -108,7 +108,15 @@ impl Observed {
     pub fn vote(&self, validator: PublicKey, kind: VoteKind, height: u64, round: u32) {
         let mut inner = self.lock();
         if !inner.votes.contains_key(&validator) && inner.votes.len() >= MAX_TRACKED_VOTERS {
-            return;
+            // Validators that left the set stop voting: forget the longest silent one.
+            let oldest = inner
+                .votes
+                .iter()
+                .min_by_key(|(_, v)| v.last_height())
+                .map(|(k, _)| *k);
+            if let Some(key) = oldest {
+                inner.votes.remove(&key);
+            }
         }
         let entry = inner.votes.entry(validator).or_default();
         let slot = match kind {
@@ -367,11 +375,21 @@ mod tests {
     #[test]
     fn remembers_a_bounded_number_of_things() {
         let observed = Observed::default();
-        for seed in 0..(MAX_TRACKED_VOTERS + 10) {
+        let key = |seed: usize| {
             let mut bytes = [0u8; 32];
             bytes[..8].copy_from_slice(&(seed as u64).to_le_bytes());
-            observed.vote(PublicKey(bytes), VoteKind::Prepare, 1, 0);
+            PublicKey(bytes)
+        };
+        for seed in 0..(MAX_TRACKED_VOTERS + 10) {
+            observed.vote(key(seed), VoteKind::Prepare, seed as u64, 0);
         }
+        // The newest voters are tracked, the longest silent forgotten.
+        assert_eq!(
+            observed.votes_of(&key(MAX_TRACKED_VOTERS + 9)).prepare,
+            Some((MAX_TRACKED_VOTERS as u64 + 9, 0))
+        );
+        assert_eq!(observed.votes_of(&key(9)), LatestVotes::default());
+        assert!(observed.votes_of(&key(10)).prepare.is_some());
         for height in 0..(RECENT_BLOCKS as u64 + 10) {
             observed.block(BlockSummary {
                 height,
