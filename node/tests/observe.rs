@@ -188,11 +188,9 @@ fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
 /// the places of those that fell behind back (their connections stay open; the node keeps
 /// only the snapshots already queued for them).
 ///
-/// It takes about a minute (the kernel's send buffer of the connection, autotuned to a few
-/// MiB, and the HTTP server's fill before the node's own queue does), so CI skips it:
-/// `cargo nextest run -p timed --test observe --run-ignored all clients_that`.
+/// It takes about a minute: the kernel's send buffer of the connection (autotuned to a few
+/// MiB) and the HTTP server's fill before the node's own queue does.
 #[test]
-#[ignore = "takes about a minute"]
 fn clients_that_do_not_read_their_event_stream_are_dropped() {
     let mut net = Testnet::generate(1, 0, 34100, 50);
     net.start_all();
