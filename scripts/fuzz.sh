@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo fuzz / libFuzzer) of every decoder a peer or client reaches.
 #   scripts/fuzz.sh                 # every target, 10 million executions each (README figures)
-#   scripts/fuzz.sh smoke           # every target for 15 s (CI)
+#   scripts/fuzz.sh smoke           # every target for 5 s (CI)
 #   scripts/fuzz.sh TARGET [ARGS]   # one target, extra libFuzzer arguments
 # Targets start from the seeds in fuzz/corpus/<target>/ and add what they find there.
 set -euo pipefail
@@ -19,7 +19,7 @@ targets=$(cargo +nightly fuzz list)
 mode=${1:-full}
 case "$mode" in
   full) args=(-runs=10000000) ;;
-  smoke) args=(-max_total_time=15) ;;
+  smoke) args=(-max_total_time=5) ;;
   *) targets=$mode; shift; args=("$@") ;;
 esac
 
