@@ -3,7 +3,10 @@
 #   scripts/fuzz.sh                 # every target, 10 million executions each (README figures)
 #   scripts/fuzz.sh smoke           # every target for 5 s (CI)
 #   scripts/fuzz.sh TARGET [ARGS]   # one target, extra libFuzzer arguments
-# Targets start from the seeds in fuzz/corpus/<target>/ and add what they find there.
+#   scripts/fuzz.sh pack            # minimise every working corpus and archive it for commit
+# The corpus is kept in the repository as fuzz/corpus/<target>.tar.gz; a target's working
+# corpus fuzz/corpus/<target>/ (not tracked) is unpacked from it when missing, and fuzzing
+# adds what it finds there.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -20,8 +23,22 @@ mode=${1:-full}
 case "$mode" in
   full) args=(-runs=10000000) ;;
   smoke) args=(-max_total_time=5) ;;
+  pack)
+    for target in $targets; do
+      cargo +nightly fuzz cmin -O "$target" "corpus/$target" >/dev/null 2>&1
+      tar -czf "corpus/$target.tar.gz" -C corpus "$target"
+      echo "corpus/$target.tar.gz: $(ls "corpus/$target" | wc -l) inputs"
+    done
+    exit 0
+    ;;
   *) targets=$mode; shift; args=("$@") ;;
 esac
+
+for target in $targets; do
+  if [[ ! -d corpus/$target && -f corpus/$target.tar.gz ]]; then
+    tar -xzf "corpus/$target.tar.gz" -C corpus
+  fi
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,6 +1,6 @@
 //! Writes one valid, canonically encoded message per target into `corpus/<target>/`, so that
 //! the fuzzer starts from the real structure instead of discovering CBOR field names itself:
-//! `cargo run --example seeds` from `fuzz/`.
+//! `cargo run --example seeds` from `fuzz/` (then `scripts/fuzz.sh pack` archives the corpus).
 use std::path::Path;
 use timecoin_consensus::SignerState;
 use timecoin_ledger::{
