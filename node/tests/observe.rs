@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{http_get, wait_until, NodeProc, Testnet};
+use common::{connect, http_get, wait_until, NodeProc, Testnet};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -45,10 +45,7 @@ fn json_logs_are_one_object_per_line_with_fields() {
 
 /// Reads server-sent events from `path` on `addr` until `count` `state` events arrived.
 fn read_events(addr: SocketAddr, count: usize) -> Vec<Value> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(addr);
     write!(
         stream,
         "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
@@ -77,10 +74,7 @@ fn read_events(addr: SocketAddr, count: usize) -> Vec<Value> {
 
 /// Opens an event stream and returns its status line, keeping the connection open.
 fn open_event_stream(addr: SocketAddr) -> (String, TcpStream) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(addr);
     write!(stream, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut status = String::new();
@@ -597,10 +591,7 @@ struct WebSocket {
 
 impl WebSocket {
     fn connect(addr: SocketAddr) -> WebSocket {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut stream = connect(addr);
         write!(
             stream,
             "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

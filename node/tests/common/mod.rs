@@ -177,12 +177,18 @@ pub fn rss_kib_of(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// GETs `path` and returns the body.
-pub fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+/// A connection to `addr` with the harness's timeouts: 2 s to connect, 10 s per read.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    stream
+}
+
+/// GETs `path` and returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = connect(addr);
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
