@@ -53,6 +53,10 @@ pub struct P2pConfig {
     /// Most inbound connections from one IP address, bootstrap peers excepted.
     #[serde(default = "default_max_inbound_per_ip")]
     pub max_inbound_per_ip: u32,
+    /// Peer ids never refused by the connection limits, besides the bootstrap peers named by
+    /// id: the operator's other validators or sentries, peers it must always reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved_peers: Vec<String>,
 }
 
 fn default_max_peers() -> u32 {
@@ -72,6 +76,7 @@ impl P2pConfig {
             max_peers: default_max_peers(),
             max_inbound: None,
             max_inbound_per_ip: default_max_inbound_per_ip(),
+            reserved_peers: Vec::new(),
         }
     }
 

@@ -145,6 +145,15 @@ async fn start(args: StartArgs) -> Result<()> {
             listen: parse_addrs(&config.p2p.listen)?,
             bootstrap: parse_addrs(&config.p2p.bootstrap)?,
             max_peers: config.p2p.max_peers,
+            reserved: config
+                .p2p
+                .reserved_peers
+                .iter()
+                .map(|id| {
+                    id.parse()
+                        .with_context(|| format!("invalid reserved peer id {id}"))
+                })
+                .collect::<Result<_>>()?,
             max_inbound: config.p2p.inbound_limit(),
             max_inbound_per_ip: config.p2p.max_inbound_per_ip,
             max_message_bytes: GOSSIP_LIMITS,

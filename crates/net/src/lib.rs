@@ -104,9 +104,12 @@ pub struct NetConfig {
     /// Peers to connect to at start; each should end in `/p2p/<PeerId>` (`/dns4/...` works).
     pub bootstrap: Vec<Multiaddr>,
     /// Upper bound on established connections; discovery stops dialling at this number.
-    /// Reserved peers (the bootstrap peers named by id, and those given to
-    /// [`NetHandle::set_reserved_peers`]) count toward it but are never refused.
+    /// Reserved peers (the bootstrap peers named by id, and `reserved`) count toward it but
+    /// are never refused.
     pub max_peers: u32,
+    /// Peers the connection limits never refuse besides the bootstrap peers named by id: the
+    /// operator's other validators, its sentries, peers it must always reach.
+    pub reserved: Vec<PeerId>,
     /// Upper bound on inbound connections of peers that are not reserved. Kept below
     /// `max_peers` so that strangers dialling in cannot take the slots the node needs to dial
     /// out.
@@ -260,9 +263,6 @@ enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
-    SetReserved {
-        peers: Vec<PeerId>,
-    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -351,20 +351,6 @@ impl NetHandle {
             peer,
             reason: reason.to_owned(),
         });
-    }
-
-    /// Peers (besides the bootstrap peers named by id) that connection limits never refuse,
-    /// e.g. the operator's persistent peers or the current validators. Replaces the previous
-    /// list.
-    pub async fn set_reserved_peers(&self, peers: Vec<PeerId>) {
-        if self
-            .commands
-            .send(Command::SetReserved { peers })
-            .await
-            .is_err()
-        {
-            tracing::debug!("reserved peers after network shutdown dropped");
-        }
     }
 
     /// The currently connected peers.

@@ -124,6 +124,7 @@ fn config(chain_id: &str, bootstrap: &[&Node], max_peers: u32) -> NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: bootstrap.iter().map(|n| n.addr.clone()).collect(),
         max_peers,
+        reserved: Vec::new(),
         max_inbound: max_peers,
         max_inbound_per_ip: max_peers,
         max_message_bytes: MessageLimits {
@@ -457,9 +458,12 @@ async fn strangers_from_one_address_cannot_crowd_out_a_reserved_peer() {
         ..config("crowd", &[], 16)
     })
     .await;
-    // The validator names `friend` as a bootstrap peer, which reserves it, and admits at most
-    // two inbound connections of other peers from one address.
+    // The validator names `friend` as a bootstrap peer, which reserves it, lists `sentry` as
+    // a reserved peer, and admits at most two inbound connections of other peers from one
+    // address.
+    let sentry_key = Keypair::generate_ed25519();
     let mut validator_config = config("crowd", &[&friend], 8);
+    validator_config.reserved = vec![sentry_key.public().to_peer_id()];
     validator_config.max_inbound = 6;
     validator_config.max_inbound_per_ip = 2;
     let mut validator = spawn(validator_config).await;
@@ -484,6 +488,13 @@ async fn strangers_from_one_address_cannot_crowd_out_a_reserved_peer() {
     })
     .await;
     validator.wait_connected(friend.peer_id()).await;
+    // So is the sentry, which the validator never dials itself.
+    let sentry = spawn(NetConfig {
+        keypair: sentry_key,
+        ..config("crowd", &[&validator], 16)
+    })
+    .await;
+    validator.wait_connected(sentry.peer_id()).await;
     let peers = validator.handle.peers().await;
     assert!(peers.len() <= 8, "max_peers holds: {}", peers.len());
 }

@@ -83,8 +83,6 @@ struct Task {
     /// Bootstrap addresses, split into peer id (if given) and transport address.
     bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     max_peers: usize,
-    /// Bootstrap peers named by id; always reserved.
-    bootstrap_ids: HashSet<PeerId>,
     events: mpsc::Sender<NetEvent>,
     /// Payload bytes in the event channel, shared with [`NetEvents`].
     event_bytes: Arc<AtomicUsize>,
@@ -180,7 +178,12 @@ pub(crate) async fn start(
         bootstrap.push((peer, transport_addr));
     }
 
-    let bootstrap_ids: HashSet<PeerId> = bootstrap.iter().filter_map(|(peer, _)| *peer).collect();
+    let reserved: HashSet<PeerId> = bootstrap
+        .iter()
+        .filter_map(|(peer, _)| *peer)
+        .chain(config.reserved.iter().copied())
+        .collect();
+    swarm.behaviour_mut().gate.set_reserved(reserved);
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
     let event_bytes = Arc::new(AtomicUsize::new(0));
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CHANNEL);
@@ -192,7 +195,6 @@ pub(crate) async fn start(
         topic_hashes,
         bootstrap,
         max_peers: config.max_peers as usize,
-        bootstrap_ids: bootstrap_ids.clone(),
         events: event_tx,
         event_bytes: event_bytes.clone(),
         commands: command_rx,
@@ -204,7 +206,6 @@ pub(crate) async fn start(
         libp2p_metrics: Metrics::new(registry),
         metrics: NetMetrics::new(registry.sub_registry_with_prefix("timecoin_net")),
     };
-    task.set_reserved(bootstrap_ids);
     tokio::time::timeout(LISTEN_TIMEOUT, task.wait_for_listeners(listeners))
         .await
         .map_err(|_| NetError::Transport("listeners did not report an address".into()))??;
@@ -375,11 +376,6 @@ impl Task {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
-            Command::SetReserved { peers } => {
-                let mut reserved: HashSet<PeerId> = peers.into_iter().collect();
-                reserved.extend(self.bootstrap_ids.iter().copied());
-                self.set_reserved(reserved);
-            }
             // Handled by the loop, which stops on it.
             Command::Shutdown { .. } => {}
         }
@@ -494,11 +490,6 @@ impl Task {
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
         new
-    }
-
-    /// Makes `reserved` exempt from the connection limits (replacing the previous set).
-    fn set_reserved(&mut self, reserved: HashSet<PeerId>) {
-        self.swarm.behaviour_mut().gate.set_reserved(reserved);
     }
 
     /// Hands an event to the node without ever blocking the swarm; returns whether it was
