@@ -78,6 +78,7 @@ pub async fn swarm(
             .expect("address")],
         bootstrap,
         max_peers,
+        reserved: Vec::new(),
         max_inbound: max_peers,
         max_inbound_per_ip: max_peers,
         max_message_bytes: limits,
