@@ -42,7 +42,12 @@ done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo +nightly fuzz build -O $targets
+# `cargo fuzz build` takes one target or, with none, builds them all.
+if [[ $(wc -w <<<"$targets") == 1 ]]; then
+  cargo +nightly fuzz build -O "$targets"
+else
+  cargo +nightly fuzz build -O
+fi
 for target in $targets; do
   mkdir -p "corpus/$target"
   echo "== fuzz $target ${args[*]}"
