@@ -527,6 +527,22 @@ if os.environ.get("E2E_ADDRESS_CHANGE") == "1":
     )
 
 # ---- garbage on p2p and RPC ports ------------------------------------------------------------
+def junk_connection(address, payload, linger):
+    """Sends `payload` on a fresh connection to `address` and reads what comes back for up to
+    `linger` seconds. Returns whether the connection was made and the payload sent."""
+    try:
+        with socket.create_connection(address, timeout=3) as s:
+            s.sendall(payload)
+            s.settimeout(linger)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+        return True
+    except OSError:
+        return False
+
+
 def garbage(node):
     ip = json.loads(run("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", CID[node]))[MAIN_NET]["IPAddress"]
     rng = random.Random(5)
@@ -540,17 +556,7 @@ def garbage(node):
     sent = 0
     # p2p: straight to the container's address on the project network.
     for p in payloads * 4:
-        try:
-            with socket.create_connection((ip, 26656), timeout=3) as s:
-                s.sendall(p)
-                s.settimeout(0.5)
-                try:
-                    s.recv(4096)
-                except OSError:
-                    pass
-            sent += 1
-        except OSError:
-            pass
+        sent += junk_connection((ip, 26656), p, 0.5)
     # many half-open connections at once
     held = []
     for _ in range(64):
@@ -570,17 +576,7 @@ def garbage(node):
         b"\r\n" * 5000,
     ]
     for p in rpc_payloads:
-        try:
-            with socket.create_connection(("127.0.0.1", PORT[node]), timeout=3) as s:
-                s.sendall(p)
-                s.settimeout(1)
-                try:
-                    s.recv(4096)
-                except OSError:
-                    pass
-            sent += 1
-        except OSError:
-            pass
+        sent += junk_connection(("127.0.0.1", PORT[node]), p, 1)
     bad_calls = [
         ("getblockhash", ["x"]), ("getblock", [-1]), ("getblock", [10**12]),
         ("getbalance", ["nonsense"]), ("sendrawtransaction", ["zz"]),

@@ -19,6 +19,12 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   echo "WARNING: chromium is not installed; the dashboard browser test will fail" >&2
 fi
+# The second-language light client (scripts/light_verify.py, run by node/tests/join.rs
+# against a live network) needs PyNaCl and blake3 from PyPI.
+if ! python3 -c 'import nacl.signing, blake3' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pynacl blake3 ||
+    echo "WARNING: pip could not install pynacl and blake3; the Python light-client check will fail" >&2
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

@@ -62,27 +62,19 @@ fn main() {
         &codec::encode(&SyncRequest::Blocks { from: 1, count: 64 }),
     );
 
+    let members = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| GenesisValidator::new(format!("v{i}"), k.public(), 1000))
+        .collect();
+    let funds = TxOutput {
+        address: Address::of(&keys[0].public()),
+        amount: 1_000_000,
+    };
     let genesis = Genesis {
-        chain_id: "fuzz".into(),
-        genesis_time_ms: 0,
-        block_interval_ms: 1000,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GenesisValidator {
-                name: format!("v{i}"),
-                public_key: k.public(),
-                collateral: 1000,
-                reward_address: Address::of(&k.public()),
-            })
-            .collect(),
-        allocations: vec![TxOutput {
-            address: Address::of(&keys[0].public()),
-            amount: 1_000_000,
-        }],
         min_fee_per_byte: 1,
         min_output: 1,
-        unbonding_blocks: 10,
+        ..Genesis::new("fuzz", 0, 1000, members, vec![funds])
     };
     let mut block = genesis.genesis_block();
     block.transactions.push(tx.clone());

@@ -8,9 +8,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use timecoin_consensus::{Config, Engine, Input, Output, Signer, Step, Timeout};
-use timecoin_types::{
-    Address, Hash256, Keypair, Proposal, Validator, ValidatorSet, Vote, VoteKind,
-};
+use timecoin_types::{Hash256, Keypair, Proposal, Validator, ValidatorSet, Vote, VoteKind};
 
 const CHAIN: &str = "fuzz";
 
@@ -57,11 +55,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let set = ValidatorSet::new(
         keys[..4]
             .iter()
-            .map(|k| Validator {
-                public_key: k.public(),
-                weight: 1000,
-                reward_address: Address::of(&k.public()),
-            })
+            .map(|k| Validator::with_own_reward_address(k.public(), 1000))
             .collect(),
     )
     .expect("valid set");

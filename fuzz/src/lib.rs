@@ -1,7 +1,7 @@
 //! What the fuzz targets and the seed generator share: the fixed keys the seeds sign with, and
 //! validator sets of them to check the seeds' signatures against.
 
-use timecoin_types::{Address, Keypair, Validator, ValidatorSet};
+use timecoin_types::{Keypair, Validator, ValidatorSet};
 
 /// The four keys the seeds sign with, from the seeds `[1; 32]` to `[4; 32]`.
 pub fn keys() -> Vec<Keypair> {
@@ -13,14 +13,7 @@ pub fn validator_set(weights: [u64; 4]) -> ValidatorSet {
     let members = keys()
         .iter()
         .zip(weights)
-        .map(|(key, weight)| {
-            let key = key.public();
-            Validator {
-                public_key: key,
-                weight,
-                reward_address: Address::of(&key),
-            }
-        })
+        .map(|(key, weight)| Validator::with_own_reward_address(key.public(), weight))
         .collect();
     ValidatorSet::new(members).expect("a valid set")
 }

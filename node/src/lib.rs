@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod keys;
 pub mod metrics;
 pub mod node;
+pub mod proof;
 pub mod rpc;
 pub mod shared;
 pub mod start;

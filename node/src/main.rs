@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use timed::{bench, config, start, testnet, validator, wallet};
+use timed::{bench, config, proof, start, testnet, validator, wallet};
 
 #[derive(Parser)]
 #[command(name = "timed", version, about = "TIME Coin validator node", long_about = None)]
@@ -37,6 +37,12 @@ enum Command {
     /// Measure finalization latency, throughput, bandwidth and memory of N local validators
     /// with back-to-back blocks (starts and stops the nodes itself).
     Bench(bench::BenchArgs),
+    /// Export finality proofs for offline checking.
+    #[command(subcommand)]
+    Proof(proof::ProofCommand),
+    /// Check a proof bundle offline against the genesis: exit 0 with a one-line summary, or
+    /// non-zero naming the first thing that fails.
+    Verify(proof::VerifyArgs),
     /// Print the peer id and validator public key of a home (for wiring bootstrap addresses).
     Show {
         /// The node's home directory.
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
         Command::Status { rpc } => wallet::status(&rpc),
         Command::Show { home } => config::show(&home),
         Command::Bench(args) => bench::run(args),
+        Command::Proof(cmd) => proof::run(cmd),
+        Command::Verify(args) => proof::run_verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,14 +20,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use timecoin_consensus::{Engine, Input, Signer, Timeout, FUTURE_HEIGHTS};
-use timecoin_ledger::Block;
+use timecoin_ledger::{Block, Genesis, Upgrade, PROTOCOL_VERSION};
 use timecoin_net::NetEvents;
 use timecoin_types::Hash256;
 use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
-use tracing::error;
+use tracing::{error, info};
 
 /// Most proposals remembered per height (the engine caches no more blocks either).
 const MAX_PROPOSALS_PER_HEIGHT: usize = 16;
@@ -41,6 +41,10 @@ pub enum Fatal {
     /// The signer state could not be made durable, so no further vote may leave the node.
     #[error("cannot persist the signer state: {0}")]
     SignerState(String),
+    /// The chain's upgrade schedule reaches a protocol version this binary does not
+    /// implement; the node stops before that height rather than fork off.
+    #[error("height {} follows protocol version {} under the genesis upgrade schedule, but this binary implements only up to version {}: stopped before that height; install a timed that implements it and start again", .0.height, .0.version, PROTOCOL_VERSION)]
+    UnsupportedVersion(Upgrade),
     /// A finalized block could not be stored.
     #[error("cannot store the finalized block at height {height}: {reason}")]
     FinalizedBlock {
@@ -49,6 +53,36 @@ pub enum Fatal {
         /// What failed.
         reason: String,
     },
+}
+
+/// A height this node must not reach, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopBefore {
+    /// The operator's `--halt-height`: finalize up to the height before, then stop cleanly.
+    Halt(u64),
+    /// The first scheduled upgrade to a version this binary does not implement.
+    Upgrade(Upgrade),
+}
+
+impl StopBefore {
+    /// The earlier of the operator's `halt` height and the first upgrade of `genesis` to a
+    /// version above [`PROTOCOL_VERSION`].
+    pub fn of(genesis: &Genesis, halt: Option<u64>) -> Option<StopBefore> {
+        let upgrade = genesis.first_unsupported(PROTOCOL_VERSION);
+        match (halt, upgrade) {
+            (Some(h), Some(u)) if u.height <= h => Some(StopBefore::Upgrade(u)),
+            (Some(h), _) => Some(StopBefore::Halt(h)),
+            (None, u) => u.map(StopBefore::Upgrade),
+        }
+    }
+
+    /// The first height not to reach.
+    pub fn height(&self) -> u64 {
+        match self {
+            StopBefore::Halt(height) => *height,
+            StopBefore::Upgrade(upgrade) => upgrade.height,
+        }
+    }
 }
 
 /// The consensus engine and everything the loop keeps around it.
@@ -74,6 +108,8 @@ pub struct Node {
     vote_nonce: u64,
     /// Gossiped proposals out for their signature and body check.
     proposals_in_check: usize,
+    /// The height the loop stops before.
+    stop_before: Option<StopBefore>,
 }
 
 impl Node {
@@ -85,6 +121,7 @@ impl Node {
         engine_config: timecoin_consensus::Config,
         signer: Option<Signer>,
         restored: Vec<ProposalMessage>,
+        stop_before: Option<StopBefore>,
     ) -> Node {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let sync = sync::spawn(shared.clone(), internal_tx.clone());
@@ -104,6 +141,7 @@ impl Node {
             proposal_seen: None,
             vote_nonce: rand::random(),
             proposals_in_check: 0,
+            stop_before,
             proposals: restored
                 .into_iter()
                 .map(|m| ((m.proposal.height, m.proposal.block_hash), m))
@@ -111,7 +149,8 @@ impl Node {
         }
     }
 
-    /// Runs consensus from `first_height` on until SIGINT, `sigterm` or a [`Fatal`] error.
+    /// Runs consensus from `first_height` on until SIGINT, `sigterm`, the height it must stop
+    /// before (see [`StopBefore`]) or a [`Fatal`] error.
     pub async fn run(
         &mut self,
         first_height: u64,
@@ -121,6 +160,17 @@ impl Node {
         self.schedule_height(first_height);
         loop {
             let next_start = self.next_start;
+            if let (Some(stop), Some((height, _))) = (self.stop_before, next_start) {
+                if height >= stop.height() {
+                    return match stop {
+                        StopBefore::Halt(at) => {
+                            info!(target: NODE_LOG_TARGET, height = at, tip = height - 1, "reached the halt height: stopping before it");
+                            Ok(())
+                        }
+                        StopBefore::Upgrade(upgrade) => Err(Fatal::UnsupportedVersion(upgrade)),
+                    };
+                }
+            }
             tokio::select! {
                 // Timers and finished background work first: they move consensus forward, and
                 // a busy network must not starve them.
@@ -265,6 +315,7 @@ impl Node {
     async fn apply_synced(&mut self, blocks: Vec<SyncedBlock>) -> Result<u64, SyncRefusal> {
         let local = |e: &dyn std::fmt::Display| SyncRefusal::Local(e.to_string());
         let shared = self.shared.clone();
+        let stop_at = self.stop_before.map_or(u64::MAX, |s| s.height());
         let (applied, result) = tokio::task::spawn_blocking(move || {
             let mut applied = Vec::new();
             for item in blocks {
@@ -272,6 +323,9 @@ impl Node {
                 let height = item.block.header.height;
                 if height <= tip {
                     continue;
+                }
+                if height >= stop_at {
+                    break;
                 }
                 if let Err(refusal) = sync::check_and_apply(&shared.store, &shared.genesis, &item) {
                     shared.clean_mempool(&applied);

@@ -4,7 +4,7 @@
 
 use crate::config::{resolve, Config};
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Node, StopBefore};
 use crate::shared::{Shared, Status};
 use crate::wire::{
     ConsensusRecord, GOSSIP_LIMITS, MAX_CONSENSUS_RECORD_BYTES, MAX_SYNC_RESPONSE_BYTES,
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use timecoin_consensus::Signer;
-use timecoin_ledger::{Genesis, Mempool, Store};
+use timecoin_ledger::{Genesis, Mempool, Store, PROTOCOL_VERSION};
 use timecoin_net::NetConfig;
 use timecoin_types::codec;
 use tokio::sync::watch;
@@ -40,6 +40,10 @@ pub struct StartArgs {
     /// Keep the database here instead of the configured data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Finalize up to the height before this one, then stop cleanly (exit 0) without signing
+    /// anything at it: for coordinated upgrades and maintenance.
+    #[arg(long)]
+    pub halt_height: Option<u64>,
     /// How log lines are written: `text` for people, `json` for one JSON object per line
     /// (the event's fields, its message and the fields of the spans it is in).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -107,6 +111,10 @@ async fn start(args: StartArgs) -> Result<()> {
     let store = Arc::new(Store::open(&data_dir.join("timed.redb"))?);
     store.init_genesis(&genesis)?;
     let (tip, tip_hash) = store.tip()?;
+    let stop_before = StopBefore::of(&genesis, args.halt_height);
+    for upgrade in &genesis.upgrades {
+        info!(target: NODE_LOG_TARGET, version = upgrade.version, height = upgrade.height, implemented = upgrade.version <= PROTOCOL_VERSION, "protocol upgrade scheduled");
+    }
 
     let mut restored_proposals = Vec::new();
     let signer = match &config.validator_key {
@@ -202,6 +210,7 @@ async fn start(args: StartArgs) -> Result<()> {
         config.consensus.engine(),
         signer,
         restored_proposals,
+        stop_before,
     );
     let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = node.run(tip + 1, net_events, sigterm).await;

@@ -424,9 +424,10 @@ async fn catch_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testnet;
     use std::collections::HashSet;
-    use timecoin_ledger::{Block, GenesisValidator, TxOutput, DEFAULT_UNBONDING_BLOCKS};
-    use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind, COIN};
+    use timecoin_ledger::Block;
+    use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind};
 
     struct Chain {
         _dir: tempfile::TempDir,
@@ -437,28 +438,20 @@ mod tests {
 
     fn chain() -> Chain {
         let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
-        let genesis = Genesis {
-            chain_id: "sync-test".into(),
-            genesis_time_ms: 1_700_000_000_000,
-            block_interval_ms: 1000,
-            validators: keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| GenesisValidator {
-                    name: format!("v{i}"),
-                    public_key: k.public(),
-                    collateral: 1000 * COIN,
-                    reward_address: Address::of(&k.public()),
-                })
-                .collect(),
-            allocations: vec![TxOutput {
-                address: Address::of(&keys[0].public()),
-                amount: 10 * COIN,
-            }],
-            min_fee_per_byte: 1,
-            min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
-            unbonding_blocks: DEFAULT_UNBONDING_BLOCKS,
-        };
+        // A chain as `timed testnet` generates it.
+        let validators = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| testnet::genesis_validator(format!("v{i}"), k.public()))
+            .collect();
+        let faucet = Address::of(&keys[0].public());
+        let genesis = testnet::genesis(
+            "sync-test".into(),
+            1_700_000_000_000,
+            1000,
+            validators,
+            faucet,
+        );
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.redb")).unwrap();
         store.init_genesis(&genesis).unwrap();

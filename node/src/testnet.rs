@@ -7,7 +7,7 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use timecoin_ledger::{Genesis, GenesisValidator, TxOutput};
-use timecoin_types::{Address, Keypair, COIN, MAX_CHAIN_ID_LEN};
+use timecoin_types::{Address, Keypair, PublicKey, COIN, MAX_CHAIN_ID_LEN};
 
 /// Collateral of each generated validator: the Bronze level.
 const VALIDATOR_COLLATERAL: u64 = 1_000 * COIN;
@@ -41,6 +41,38 @@ pub struct TestnetArgs {
     /// Also write this many non-validator (full node) homes after the validators.
     #[arg(long, default_value_t = 0)]
     pub full_nodes: usize,
+}
+
+/// A generated validator named `name` with consensus key `key`: the Bronze collateral, its
+/// rewards paid to its key's own address.
+pub(crate) fn genesis_validator(name: String, key: PublicKey) -> GenesisValidator {
+    GenesisValidator::new(name, key, VALIDATOR_COLLATERAL)
+}
+
+/// The genesis of a generated testnet of `validators`: the faucet address `faucet` holds every
+/// coin, with the testnet's minimum fee rate and the default minimum output and unbonding
+/// period.
+pub(crate) fn genesis(
+    chain_id: String,
+    genesis_time_ms: u64,
+    block_interval_ms: u64,
+    validators: Vec<GenesisValidator>,
+    faucet: Address,
+) -> Genesis {
+    let funds = TxOutput {
+        address: faucet,
+        amount: FAUCET_FUNDS,
+    };
+    Genesis {
+        min_fee_per_byte: MIN_FEE_PER_BYTE,
+        ..Genesis::new(
+            chain_id,
+            genesis_time_ms,
+            block_interval_ms,
+            validators,
+            vec![funds],
+        )
+    }
 }
 
 struct Home {
@@ -80,12 +112,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             let key = Keypair::generate();
             write_key(&dir.join("validator.key"), &key)?;
             share_key_with_group(&dir.join("validator.key"))?;
-            validators.push(GenesisValidator {
-                name: name.clone(),
-                public_key: key.public(),
-                collateral: VALIDATOR_COLLATERAL,
-                reward_address: Address::of(&key.public()),
-            });
+            validators.push(genesis_validator(name.clone(), key.public()));
         }
         let peer_id = read_node_identity(&dir.join("node.key"))?
             .public()
@@ -101,19 +128,13 @@ pub fn run(args: TestnetArgs) -> Result<()> {
 
     let faucet = Keypair::generate();
     write_key(&args.out.join("faucet.key"), &faucet)?;
-    let genesis = Genesis {
-        chain_id: args.chain_id.clone(),
-        genesis_time_ms: now_ms() / 1000 * 1000,
-        block_interval_ms: args.block_interval_ms,
+    let genesis = genesis(
+        args.chain_id.clone(),
+        now_ms() / 1000 * 1000,
+        args.block_interval_ms,
         validators,
-        allocations: vec![TxOutput {
-            address: Address::of(&faucet.public()),
-            amount: FAUCET_FUNDS,
-        }],
-        min_fee_per_byte: MIN_FEE_PER_BYTE,
-        min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
-        unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
-    };
+        Address::of(&faucet.public()),
+    );
     genesis.validate().context("generated genesis is invalid")?;
     genesis.save(&args.out.join("genesis.json"))?;
 

@@ -167,6 +167,13 @@ impl Attack {
     }
 }
 
+impl Outcome {
+    /// Blocks finalized during the attack (by the highest honest node).
+    fn blocks(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
 /// A 4-validator testnet whose nodes log every vote they accept (`timed::votes`), for the
 /// audits of [`accepted_votes`].
 fn vote_audited_testnet(base_port: u16) -> Testnet {
@@ -519,23 +526,21 @@ fn junk_for_the_next_heights_from_non_members() {
             flood_junk(&far.net, CHAIN_ID, ids[1], 2, 3000),
         )
     });
-    let Outcome {
-        secs: attack_secs,
-        start: attack_start,
-        end: attack_end,
-        peak_mib: peak,
-        seen,
-    } = attack.end(&mut net);
-    let during = rounds(&net.nodes[0], attack_start + 1, attack_end);
+    let outcome = attack.end(&mut net);
+    let during = rounds(&net.nodes[0], outcome.start + 1, outcome.end);
     let in_round_0 = during.iter().filter(|&&r| r == 0).count();
     println!(
-        "scenario 2 (junk for h+1 and h+2 from non-members): {sent_near} messages for h+1 and {sent_far} for h+2 in {attack_secs:.1} s; {} blocks finalized meanwhile, {in_round_0} of them in round 0; verdicts per node {seen:?}; peak RSS {peak} MiB",
-        during.len()
+        "scenario 2 (junk for h+1 and h+2 from non-members): {sent_near} messages for h+1 and {sent_far} for h+2 in {:.1} s; {} blocks finalized meanwhile, {in_round_0} of them in round 0; verdicts per node {:?}; peak RSS {} MiB",
+        outcome.secs,
+        during.len(),
+        outcome.seen,
+        outcome.peak_mib
     );
     assert!(
-        during.len() as f64 >= 0.5 * attack_secs * 1000.0 / INTERVAL_MS as f64,
-        "the chain slowed down under the junk: {} blocks in {attack_secs:.1} s",
-        during.len()
+        during.len() as f64 >= 0.5 * outcome.secs * 1000.0 / INTERVAL_MS as f64,
+        "the chain slowed down under the junk: {} blocks in {:.1} s",
+        during.len(),
+        outcome.secs
     );
     assert!(
         in_round_0 * 10 >= during.len() * 9,
@@ -544,7 +549,7 @@ fn junk_for_the_next_heights_from_non_members() {
     // Junk for h+1 is rejected, and its sender soon graylisted (gossipsub then drops the rest
     // before the intake); junk for h+2 is ignored until the node finishes h, when it becomes
     // junk for the next height and is rejected too. Either way some of it reached the intake.
-    for (i, s) in seen.iter().enumerate() {
+    for (i, s) in outcome.seen.iter().enumerate() {
         let rejected: u64 = s
             .iter()
             .filter(|(k, _)| k.ends_with("/rejected"))
@@ -585,18 +590,15 @@ fn replayed_votes_under_fresh_nonces() {
 
     let attack = Attack::begin(&net, &[0, 1, 2, 3]);
     let sent = rt.block_on(replay_votes(&replayer.net, &captured, 6000));
-    let Outcome {
-        secs: attack_secs,
-        start: attack_start,
-        end: attack_end,
-        peak_mib: peak,
-        seen,
-    } = attack.end(&mut net);
+    let outcome = attack.end(&mut net);
     println!(
-        "scenario 3 (replayed votes under fresh nonces): {sent} replays in {attack_secs:.1} s; {} blocks finalized meanwhile; verdicts per node {seen:?}; peak RSS {peak} MiB",
-        attack_end - attack_start
+        "scenario 3 (replayed votes under fresh nonces): {sent} replays in {:.1} s; {} blocks finalized meanwhile; verdicts per node {:?}; peak RSS {} MiB",
+        outcome.secs,
+        outcome.blocks(),
+        outcome.seen,
+        outcome.peak_mib
     );
-    for (i, s) in seen.iter().enumerate() {
+    for (i, s) in outcome.seen.iter().enumerate() {
         let ignored = s.get("prepare/ignored").copied().unwrap_or(0)
             + s.get("precommit/ignored").copied().unwrap_or(0);
         assert!(
@@ -684,17 +686,13 @@ fn a_hundred_connections_with_fresh_peer_ids() {
     }
     let connected: Vec<usize> = (0..4).map(|i| peers_of(&net.nodes[i]).len()).collect();
     let refusals: Vec<u64> = (0..4).map(refused).collect();
-    let Outcome {
-        secs,
-        start,
-        end,
-        peak_mib: peak,
-        ..
-    } = attack.end(&mut net);
-    let during = end - start;
+    let outcome = attack.end(&mut net);
     println!(
-        "scenario 5 (100 connections with fresh peer ids): {} swarms dialled 4 validators each; refused connections per validator {refusals:?}, peers per validator {connected:?}; {during} blocks finalized in {secs:.1} s; peak RSS {peak} MiB",
-        swarms.len()
+        "scenario 5 (100 connections with fresh peer ids): {} swarms dialled 4 validators each; refused connections per validator {refusals:?}, peers per validator {connected:?}; {} blocks finalized in {:.1} s; peak RSS {} MiB",
+        swarms.len(),
+        outcome.blocks(),
+        outcome.secs,
+        outcome.peak_mib
     );
     rt.block_on(async {
         for s in &swarms {
@@ -845,13 +843,7 @@ fn messages_at_the_size_limit_of_every_topic() {
         .map(|i| delta(&intake_before[i], &verdicts(&net.nodes[i])))
         .collect();
     let refused: Vec<_> = (0..4).map(refused_now).collect();
-    let Outcome {
-        secs,
-        start: attack_start,
-        end: attack_end,
-        peak_mib: peak,
-        ..
-    } = measured.end(&mut net);
+    let outcome = measured.end(&mut net);
     let described: Vec<String> = messages
         .iter()
         .map(|m| {
@@ -865,8 +857,10 @@ fn messages_at_the_size_limit_of_every_topic() {
         })
         .collect();
     println!(
-        "scenario 4 (messages at the size limits): sent {described:?}; refused by gossipsub per node (proposal, prepare, precommit, tx) {refused:?}; intake during the oversized phase {over_seen:?}; intake during the at-limit phase {under_seen:?}; {} blocks finalized in {secs:.1} s; peak RSS {peak} MiB",
-        attack_end - attack_start
+        "scenario 4 (messages at the size limits): sent {described:?}; refused by gossipsub per node (proposal, prepare, precommit, tx) {refused:?}; intake during the oversized phase {over_seen:?}; intake during the at-limit phase {under_seen:?}; {} blocks finalized in {:.1} s; peak RSS {} MiB",
+        outcome.blocks(),
+        outcome.secs,
+        outcome.peak_mib
     );
 }
 
@@ -1068,13 +1062,7 @@ fn a_byzantine_proposer_sends_different_bodies_for_one_hash() {
         },
         || format!("proposed {:?}\n{}", heights(), net.logs()),
     );
-    let Outcome {
-        secs,
-        start: attack_start,
-        end: attack_end,
-        peak_mib: peak,
-        seen,
-    } = attack.end(&mut net);
+    let outcome = attack.end(&mut net);
     let mut ours = 0;
     let mut later_round = 0;
     for (height, hash) in heights() {
@@ -1092,11 +1080,14 @@ fn a_byzantine_proposer_sends_different_bodies_for_one_hash() {
         }
     }
     println!(
-        "scenario 7 (a Byzantine proposer, two bodies for one hash): {} proposals in {secs:.1} s; {ours} decided as the valid body, {later_round} moved on by round change; {} blocks finalized; verdicts per node {seen:?}; peak RSS {peak} MiB",
+        "scenario 7 (a Byzantine proposer, two bodies for one hash): {} proposals in {:.1} s; {ours} decided as the valid body, {later_round} moved on by round change; {} blocks finalized; verdicts per node {:?}; peak RSS {} MiB",
         heights().len(),
-        attack_end - attack_start,
+        outcome.secs,
+        outcome.blocks(),
+        outcome.seen,
+        outcome.peak_mib,
     );
-    for (i, s) in seen.iter().enumerate() {
+    for (i, s) in outcome.seen.iter().enumerate() {
         assert!(
             s.get("proposal/rejected").copied().unwrap_or(0) > 0,
             "node{i} never got a corrupted body: {s:?}"

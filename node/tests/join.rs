@@ -310,6 +310,61 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     assert_eq!(balances, allocations + rewards - fees);
     // The operator paid two fees and got its collateral back to the faucet minus one more.
     assert!(fees >= 4 * (COIN / 1000));
+
+    anyone_can_verify_the_history(&net, tip, refunded_at, &refund.txid().to_string());
+}
+
+/// The history above, with its join and its leave, checked offline from the genesis: a proof
+/// bundle of the refund's block by `timed verify`, a bundle missing a set change refused,
+/// and every height walked by an independent verifier in Python written from
+/// `docs/PROTOCOL.md` alone.
+fn anyone_can_verify_the_history(net: &Testnet, tip: u64, height: u64, txid: &str) {
+    let dir = net.path();
+    let (genesis, bundle) = (dir.join("genesis.json"), dir.join("proof.json"));
+    let (genesis, bundle) = (genesis.to_str().unwrap(), bundle.to_str().unwrap());
+    let rpc0 = format!("http://{}/", net.nodes[0].rpc);
+    let height = height.to_string();
+    let export = ["proof", "export", "--height", &height, "--txid", txid];
+    timed(&[&export[..], &["--out", bundle, "--rpc", &rpc0]].concat());
+    let verified = timed(&["verify", "--genesis", genesis, bundle]);
+    assert!(
+        verified.contains(&format!(" height {height} block "))
+            && verified.contains("2 validator-set changes")
+            && verified.contains(&format!("transaction {txid} included")),
+        "{verified}"
+    );
+
+    let mut dropped: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle).unwrap()).unwrap();
+    dropped["blocks"].as_array_mut().unwrap().remove(0);
+    let forged = dir.join("dropped.json");
+    std::fs::write(&forged, dropped.to_string()).unwrap();
+    let refused = timed_fails(&["verify", "--genesis", genesis, forged.to_str().unwrap()]);
+    assert!(
+        refused.contains("is a validator-set change missing"),
+        "{refused}"
+    );
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/light_verify.py");
+    let out = std::process::Command::new("python3")
+        .args([
+            script,
+            "--rpc",
+            &rpc0,
+            "--genesis",
+            genesis,
+            "--to",
+            &tip.to_string(),
+        ])
+        .output()
+        .expect("python3 runs (scripts/test.sh installs pynacl and blake3)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains(&format!("heights 1..{tip} verified (2 set changes")),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn logs(net: &Testnet, joiner: &NodeProc) -> String {

@@ -480,13 +480,16 @@ fn exported_series(text: &str) -> BTreeSet<String> {
 /// The metric names in a PromQL expression: identifiers outside label matchers, ranges and
 /// strings that are neither functions (followed by `(`), keywords nor grouping labels.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    const KEYWORDS: &[&str] = &[
+    // Words after which a parenthesised list of labels follows.
+    const GROUPING: &[&str] = &[
         "by",
         "without",
         "on",
         "ignoring",
         "group_left",
         "group_right",
+    ];
+    const KEYWORDS: &[&str] = &[
         "bool",
         "and",
         "or",
@@ -545,16 +548,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                     next += 1;
                 }
                 let is_call = chars.get(next) == Some(&'(');
-                if [
-                    "by",
-                    "without",
-                    "on",
-                    "ignoring",
-                    "group_left",
-                    "group_right",
-                ]
-                .contains(&word.as_str())
-                {
+                if GROUPING.contains(&word.as_str()) {
                     after_grouping = true;
                 } else if !is_call && !KEYWORDS.contains(&word.as_str()) {
                     names.insert(word);

@@ -8,7 +8,8 @@ use crate::rewards::{reward_outputs, subsidy};
 use crate::store::{lookup_keeping_error, Store, StoreError};
 use crate::tx::Transaction;
 use crate::validate::{
-    check_fee, check_inputs, check_not_in_future, check_stake, BlockError, StakeChanges,
+    check_fee, check_inputs, check_not_in_future, check_stake, state_after, BlockError,
+    StakeChanges,
 };
 use crate::{MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS};
 use std::collections::HashSet;
@@ -47,7 +48,7 @@ impl Store {
 
         let mut block = Block {
             header: BlockHeader {
-                version: crate::PROTOCOL_VERSION,
+                version: genesis.version_at(height),
                 chain_id: genesis.chain_id.clone(),
                 height,
                 round,
@@ -59,6 +60,7 @@ impl Store {
                 rewards_root: Hash256::ZERO,
                 validator_set_hash: parent.set.hash(),
                 next_validator_set_hash: parent.next_set.hash(),
+                state_root: Hash256::ZERO,
             },
             transactions: Vec::new(),
             // Sized with the largest possible amounts, so the real rewards can only be
@@ -69,6 +71,7 @@ impl Store {
 
         let mut used = 0usize;
         let mut spent = HashSet::new();
+        let mut spent_outputs = Vec::new();
         let mut fees: Amount = 0;
         for tx in candidates {
             if block.transactions.len() == MAX_BLOCK_TRANSACTIONS {
@@ -82,7 +85,12 @@ impl Store {
                 continue;
             }
             let mut kept = None;
-            let fee = check_inputs(&tx, |op| lookup_keeping_error(&mut kept, lookups.utxo(op)));
+            let mut outputs = Vec::with_capacity(tx.inputs.len());
+            let fee = check_inputs(&tx, |op| {
+                let output = lookup_keeping_error(&mut kept, lookups.utxo(op))?;
+                outputs.extend(output.map(|o| (*op, o)));
+                Ok(output)
+            });
             if let Some(e) = kept {
                 return Err(e);
             }
@@ -111,6 +119,7 @@ impl Store {
             fees = new_fees;
             used += size;
             spent.extend(tx.inputs.iter().map(|i| i.prev));
+            spent_outputs.extend(outputs);
             block.transactions.push(tx);
         }
 
@@ -121,6 +130,8 @@ impl Store {
         block.header.tx_root = tx_root(&block.transactions);
         block.header.full_tx_root = full_tx_root(&block.transactions);
         block.header.rewards_root = rewards_root(&block.rewards);
+        block.header.state_root =
+            state_after(snapshot.state()?, &block, &spent_outputs, &changes).root();
         Ok(block)
     }
 }

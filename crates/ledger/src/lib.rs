@@ -1,9 +1,9 @@
 //! The TIME Coin ledger: everything about state that is not consensus.
 //!
-//! UTXO transactions signed with Ed25519 over fixed-layout sign bytes, blocks whose hash
-//! covers a fixed-layout header, the genesis file, the block subsidy and reward split
-//! (integer arithmetic only), validation with a reason for every rejection, the redb store
-//! (one file; applying a finalized block is one write transaction) and the mempool.
+//! Validation with a reason for every rejection, the redb store (one file; applying a
+//! finalized block is one write transaction), block building and the mempool, over the chain
+//! data of `timecoin-chain` (transactions, blocks, genesis, rewards, staking), which this crate
+//! re-exports so its users need one dependency.
 //!
 //! Validators join and leave through staking transactions (see [`Stake`]): the set of height
 //! h + 2 is fixed when block h is applied.
@@ -18,42 +18,18 @@
 
 #![warn(missing_docs)]
 
-mod block;
 mod build;
-mod fixed;
-mod genesis;
 mod mempool;
-mod rewards;
-mod stake;
 mod store;
-mod tx;
 mod validate;
 
-pub use block::{full_tx_root, reward_outpoint, rewards_root, tx_root, Block, BlockHeader};
-pub use genesis::{
-    Genesis, GenesisError, GenesisValidator, DEFAULT_MIN_OUTPUT, DEFAULT_UNBONDING_BLOCKS,
-};
 pub use mempool::{Mempool, MempoolError};
-pub use rewards::{reward_outputs, subsidy};
-pub use stake::{
-    possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
-};
 pub use store::{Store, StoreError, TxLocation};
-pub use tx::{OutPoint, Transaction, TxInput, TxOutput};
+// The chain data lives in its own crate so verifiers need no storage; the glob also brings
+// its modules, so the ledger reaches them as `crate::tx` and so on.
+pub use timecoin_chain::*;
 pub use validate::{check_block_body, check_transaction_stateless, BlockError, TxError};
 
-/// The protocol version this binary follows; every header carries it.
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Largest encoded transaction, in bytes.
-pub const MAX_TX_BYTES: usize = 100 * 1024;
-/// Most inputs in one transaction.
-pub const MAX_TX_INPUTS: usize = 256;
-/// Most outputs in one transaction.
-pub const MAX_TX_OUTPUTS: usize = 256;
-/// Largest encoded block, in bytes (also the decode limit for blocks on the wire and on disk).
-pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
-/// Most transactions in one block.
-pub const MAX_BLOCK_TRANSACTIONS: usize = 10_000;
 /// How far, in milliseconds, a proposed block's time may be ahead of the receiver's clock.
 ///
 /// Honest validators' clocks disagree a little (NTP keeps them within tens of milliseconds;

@@ -45,6 +45,7 @@ fn block_with(transactions: Vec<Transaction>) -> Block {
             rewards_root: Hash256::ZERO,
             validator_set_hash: Hash256::ZERO,
             next_validator_set_hash: Hash256::ZERO,
+            state_root: Hash256::ZERO,
         },
         transactions,
         rewards: vec![],

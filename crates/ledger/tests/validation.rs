@@ -561,6 +561,34 @@ fn block_with_a_changed_signature() {
     );
 }
 
+/// A header that claims another state than the block leads to: refused by validation and by
+/// apply (which leaves the store as it was), and, since the claim can only be checked against
+/// the parent's state, not held against the sender.
+#[test]
+fn block_with_a_wrong_state_root() {
+    let (chain, mut block) = valid_block();
+    let right = block.header.state_root;
+    block.header.state_root = Hash256::digest(b"another state");
+    let wrong = BlockError::WrongStateRoot {
+        header: block.header.state_root,
+        computed: right,
+    };
+    assert!(wrong.is_local());
+    assert_eq!(
+        chain
+            .store
+            .validate_block(&block, &chain.genesis, chain.now()),
+        Err(wrong.clone())
+    );
+    let before = chain.store.recompute_state().unwrap();
+    assert!(matches!(
+        chain.apply_certified(&block),
+        Err(StoreError::InvalidBlock(e)) if e == wrong
+    ));
+    assert_eq!(chain.height(), 1);
+    assert_eq!(chain.store.recompute_state().unwrap(), before);
+}
+
 #[test]
 fn block_with_roots_that_do_not_match_the_body() {
     assert_eq!(

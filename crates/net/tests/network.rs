@@ -49,44 +49,41 @@ impl Node {
         .await;
     }
 
-    /// Waits for the next gossip message on `topic`, returning its payload after reporting
-    /// `acceptance`.
-    async fn next_gossip(&mut self, topic: Topic, acceptance: Acceptance) -> (Vec<u8>, PeerId) {
+    /// Waits for the next gossip message on a topic `wanted` accepts (skipping the others),
+    /// returning its topic, payload and forwarder after reporting `acceptance`.
+    async fn next_gossip_on(
+        &mut self,
+        wanted: impl Fn(Topic) -> bool,
+        acceptance: Acceptance,
+    ) -> (Topic, Vec<u8>, PeerId) {
         let handle = self.handle.clone();
         self.wait_for("gossip", |e| match e {
             NetEvent::Gossip {
-                topic: t,
+                topic,
                 data,
                 id,
                 source,
-            } if t == topic => {
+            } if wanted(topic) => {
                 handle.report(id, source, acceptance);
-                Some((data, source))
+                Some((topic, data, source))
             }
             _ => None,
         })
         .await
     }
 
+    /// Waits for the next gossip message on `topic`, returning its payload after reporting
+    /// `acceptance`.
+    async fn next_gossip(&mut self, topic: Topic, acceptance: Acceptance) -> (Vec<u8>, PeerId) {
+        let (_, data, source) = self.next_gossip_on(|t| t == topic, acceptance).await;
+        (data, source)
+    }
+
     /// Receives (and accepts) one message per topic, `<prefix>:<kind>`, from `source`.
     async fn expect_one_per_topic(&mut self, prefix: &str, source: PeerId) {
         let mut seen = Vec::new();
         while seen.len() < Topic::ALL.len() {
-            let handle = self.handle.clone();
-            let (topic, data, from) = self
-                .wait_for("gossip", |e| match e {
-                    NetEvent::Gossip {
-                        topic,
-                        data,
-                        id,
-                        source,
-                    } => {
-                        handle.report(id, source, Acceptance::Accept);
-                        Some((topic, data, source))
-                    }
-                    _ => None,
-                })
-                .await;
+            let (topic, data, from) = self.next_gossip_on(|_| true, Acceptance::Accept).await;
             assert_eq!(data, format!("{prefix}:{}", topic.kind()).into_bytes());
             assert_eq!(from, source);
             assert!(!seen.contains(&topic), "{topic:?} delivered twice");

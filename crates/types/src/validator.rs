@@ -14,6 +14,17 @@ pub struct Validator {
     pub reward_address: Address,
 }
 
+impl Validator {
+    /// A member with `weight` whose rewards are paid to the address of its own key.
+    pub fn with_own_reward_address(public_key: PublicKey, weight: u64) -> Validator {
+        Validator {
+            public_key,
+            weight,
+            reward_address: Address::of(&public_key),
+        }
+    }
+}
+
 /// Why a list of validators is not a valid set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidatorSetError {
@@ -169,18 +180,11 @@ mod tests {
     use crate::{codec, Keypair};
 
     pub(crate) fn set_of(weights: &[u64]) -> ValidatorSet {
+        let key = |i: usize| Keypair::from_seed([i as u8 + 1; 32]).public();
+        let members = weights.iter().enumerate();
         ValidatorSet::new(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| {
-                    let key = Keypair::from_seed([i as u8 + 1; 32]).public();
-                    Validator {
-                        public_key: key,
-                        weight: w,
-                        reward_address: Address::of(&key),
-                    }
-                })
+            members
+                .map(|(i, &w)| Validator::with_own_reward_address(key(i), w))
                 .collect(),
         )
         .unwrap()

@@ -96,15 +96,20 @@ impl Vote {
         }
     }
 
-    /// Checks the signature against the voter's key.
-    pub fn verify(&self, chain_id: &str) -> Result<(), SignatureError> {
-        let digest = Vote::sign_digest(
+    /// The digest this vote's signature covers.
+    fn digest(&self, chain_id: &str) -> Hash256 {
+        Vote::sign_digest(
             chain_id,
             self.kind,
             self.height,
             self.round,
             self.block_hash,
-        );
+        )
+    }
+
+    /// Checks the signature against the voter's key.
+    pub fn verify(&self, chain_id: &str) -> Result<(), SignatureError> {
+        let digest = self.digest(chain_id);
         self.validator.verify(&digest, &self.signature)
     }
 }
@@ -172,15 +177,20 @@ impl Proposal {
         }
     }
 
-    /// Checks the signature against the proposer's key.
-    pub fn verify(&self, chain_id: &str) -> Result<(), SignatureError> {
-        let digest = Proposal::sign_digest(
+    /// The digest this proposal's signature covers.
+    fn digest(&self, chain_id: &str) -> Hash256 {
+        Proposal::sign_digest(
             chain_id,
             self.height,
             self.round,
             self.valid_round,
             &self.block_hash,
-        );
+        )
+    }
+
+    /// Checks the signature against the proposer's key.
+    pub fn verify(&self, chain_id: &str) -> Result<(), SignatureError> {
+        let digest = self.digest(chain_id);
         self.proposer.verify(&digest, &self.signature)
     }
 }
@@ -322,7 +332,7 @@ impl Certificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Address, Validator};
+    use crate::Validator;
 
     fn keys(n: u8) -> Vec<Keypair> {
         (1..=n).map(|i| Keypair::from_seed([i; 32])).collect()
@@ -331,11 +341,7 @@ mod tests {
     fn set(keys: &[Keypair]) -> ValidatorSet {
         ValidatorSet::new(
             keys.iter()
-                .map(|k| Validator {
-                    public_key: k.public(),
-                    weight: 10,
-                    reward_address: Address::of(&k.public()),
-                })
+                .map(|k| Validator::with_own_reward_address(k.public(), 10))
                 .collect(),
         )
         .unwrap()

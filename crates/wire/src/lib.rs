@@ -10,15 +10,15 @@
 #![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
+use timecoin_chain::{Block, Transaction, MAX_BLOCK_BYTES, MAX_TX_BYTES};
 use timecoin_consensus::SignerState;
-use timecoin_ledger::{Block, Transaction, MAX_BLOCK_BYTES, MAX_TX_BYTES};
 use timecoin_types::codec::{self, CodecError};
 use timecoin_types::{Certificate, Hash256, Proposal, Vote};
 
 /// Largest vote message.
 pub const MAX_VOTE_BYTES: usize = 1024;
 /// Largest proposal message: a full block plus the signed proposal.
-pub const MAX_PROPOSAL_BYTES: usize = timecoin_ledger::MAX_BLOCK_BYTES + 4096;
+pub const MAX_PROPOSAL_BYTES: usize = timecoin_chain::MAX_BLOCK_BYTES + 4096;
 /// Largest stored [`ConsensusRecord`]: the signer state and a few proposals.
 pub const MAX_CONSENSUS_RECORD_BYTES: usize = 8 * MAX_PROPOSAL_BYTES;
 /// Most blocks one sync request may ask for.

@@ -168,23 +168,14 @@ mod tests {
     #[test]
     fn workload_spends_every_coin_once_with_the_minimum_fee() {
         let faucet = Keypair::generate();
+        let validator = timecoin_ledger::GenesisValidator::new("v", faucet.public(), 1000);
+        let funds = TxOutput {
+            address: Address::of(&faucet.public()),
+            amount: 1_000_000 * timecoin_types::COIN,
+        };
         let genesis = Genesis {
-            chain_id: "bench-test".into(),
-            genesis_time_ms: 0,
-            block_interval_ms: 0,
-            validators: vec![timecoin_ledger::GenesisValidator {
-                name: "v".into(),
-                public_key: Keypair::generate().public(),
-                collateral: 1000,
-                reward_address: Address::of(&faucet.public()),
-            }],
-            allocations: vec![TxOutput {
-                address: Address::of(&faucet.public()),
-                amount: 1_000_000 * timecoin_types::COIN,
-            }],
             min_fee_per_byte: 10,
-            min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
-            unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
+            ..Genesis::new("bench-test", 0, 0, vec![validator], vec![funds])
         };
         let work = build_workload(&genesis, &faucet, 600).unwrap();
         assert_eq!(work.first.outputs.len(), 3);

@@ -193,6 +193,16 @@ fn check_proposal(message: &ProposalMessage, chain_id: &str) -> Result<Block, Ve
             "proposal and block heights differ".into(),
         ));
     }
+    // A fresh proposal carries a block built for its own round, a re-proposal (with a valid
+    // round) one built earlier. Anything else would credit the block, and the proposer's share
+    // of its reward, to another round's proposer.
+    let built = block.header.round;
+    if built > proposal.round || (proposal.valid_round.is_none() && built != proposal.round) {
+        return Err(Verdict::Rejected(format!(
+            "block built for round {built} proposed in round {} (valid round {:?})",
+            proposal.round, proposal.valid_round
+        )));
+    }
     check_block_body(&block).map_err(|err| Verdict::Rejected(format!("proposal body: {err}")))?;
     Ok(block)
 }
@@ -209,4 +219,38 @@ fn decode_vote(data: &[u8], kind: VoteKind) -> Result<Vote, Verdict> {
         )));
     }
     Ok(vote)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timecoin_ledger::Genesis;
+    use timecoin_types::{Keypair, Proposal};
+
+    /// A proposal of round `round` (re-proposing from `valid_round`) whose block was built
+    /// for round `built`.
+    fn proposed(built: u32, round: u32, valid_round: Option<u32>) -> Result<Block, Verdict> {
+        let key = Keypair::from_seed([3; 32]);
+        let validator = timecoin_ledger::GenesisValidator::new("v", key.public(), 1);
+        let mut block = Genesis::new("c", 0, 0, vec![validator], Vec::new()).genesis_block();
+        block.header.height = 1;
+        block.header.round = built;
+        let proposal = Proposal::sign("c", &key, 1, round, valid_round, block.hash());
+        check_proposal(&ProposalMessage::new(proposal, &block), "c")
+    }
+
+    #[test]
+    fn a_block_is_proposed_in_its_own_round_or_re_proposed_later() {
+        assert!(proposed(2, 2, None).is_ok());
+        assert!(proposed(1, 3, Some(2)).is_ok());
+        for (built, round, valid_round) in [(1, 2, None), (3, 2, None), (4, 3, Some(1))] {
+            assert!(
+                matches!(
+                    proposed(built, round, valid_round),
+                    Err(Verdict::Rejected(_))
+                ),
+                "built {built}, round {round}, valid round {valid_round:?}"
+            );
+        }
+    }
 }

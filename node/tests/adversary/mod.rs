@@ -13,10 +13,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use timecoin_ledger::{Block, Genesis, OutPoint, Store, Transaction, TxInput, TxOutput};
+use timecoin_ledger::{
+    Block, Genesis, GenesisValidator, OutPoint, Store, Transaction, TxInput, TxOutput,
+    MIN_COLLATERAL,
+};
 use timecoin_net::{
-    Acceptance, Keypair as PeerKeypair, MessageLimits, Multiaddr, NetConfig, NetEvent, NetEvents,
-    NetHandle, PeerId, Topic,
+    Acceptance, Keypair as PeerKeypair, MessageId, MessageLimits, Multiaddr, NetConfig, NetEvent,
+    NetEvents, NetHandle, PeerId, ResponseToken, Topic,
 };
 use timecoin_types::{
     codec, Address, Certificate, CommitSignature, Hash256, Keypair, Proposal, Signature, Vote,
@@ -152,6 +155,34 @@ pub fn garbage(n: usize) -> Vec<u8> {
     bytes
 }
 
+/// The event loop of the adversary tasks that serve a swarm: runs `on_gossip(topic, data, id,
+/// source)` on each gossip message and `on_sync(peer, request, channel)` on each sync request
+/// of `events`, one at a time, for at most [`MAX_EVENTS`] events. Its callers spawn it under
+/// [`LIFETIME`] (there the compiler sees their handlers, and so that the task is `Send`).
+async fn event_loop(
+    mut events: NetEvents,
+    mut on_gossip: impl AsyncFnMut(Topic, Vec<u8>, MessageId, PeerId),
+    mut on_sync: impl AsyncFnMut(PeerId, Vec<u8>, ResponseToken),
+) {
+    for _ in 0..MAX_EVENTS {
+        match events.recv().await {
+            Some(NetEvent::Gossip {
+                topic,
+                data,
+                id,
+                source,
+            }) => on_gossip(topic, data, id, source).await,
+            Some(NetEvent::SyncRequest {
+                peer,
+                request,
+                channel,
+            }) => on_sync(peer, request, channel).await,
+            Some(_) => {}
+            None => break,
+        }
+    }
+}
+
 /// Drains `events` for as long as the swarm lives: gossip is dropped without penalty (and not
 /// forwarded), sync requests are answered with an error. Keeps a swarm that only attacks from
 /// filling its event channel.
@@ -162,31 +193,22 @@ pub fn spawn_drain(net: &NetHandle, events: NetEvents) {
 /// [`spawn_drain`], showing each gossip message's topic and payload to `observe` first.
 fn spawn_drain_observing(
     net: &NetHandle,
-    mut events: NetEvents,
+    events: NetEvents,
     mut observe: impl FnMut(Topic, &[u8]) + Send + 'static,
 ) {
-    let net = net.clone();
-    tokio::spawn(timeout(LIFETIME, async move {
-        for _ in 0..MAX_EVENTS {
-            match events.recv().await {
-                Some(NetEvent::Gossip {
-                    topic,
-                    data,
-                    id,
-                    source,
-                }) => {
-                    observe(topic, &data);
-                    net.report(id, source, Acceptance::Ignore)
-                }
-                Some(NetEvent::SyncRequest { channel, .. }) => {
-                    let refusal = SyncResponse::Error("not serving".into());
-                    net.respond(channel, codec::encode(&refusal));
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-    }));
+    let (gossip_net, sync_net) = (net.clone(), net.clone());
+    let task = event_loop(
+        events,
+        async move |topic, data, id, source| {
+            observe(topic, &data);
+            gossip_net.report(id, source, Acceptance::Ignore)
+        },
+        async move |_, _, channel| {
+            let refusal = SyncResponse::Error("not serving".into());
+            sync_net.respond(channel, codec::encode(&refusal));
+        },
+    );
+    tokio::spawn(timeout(LIFETIME, task));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -218,55 +240,42 @@ pub fn malleate(data: &[u8]) -> Option<Vec<u8>> {
 /// that a proposal whose block carries transactions is first published as a copy with a
 /// malleated input signature; sync requests are answered by forwarding them to one of
 /// `sync_to` (never back to the asker).
-pub fn spawn_relay(swarm: &Swarm, mut events: NetEvents, sync_to: Vec<PeerId>) -> Arc<RelayCounts> {
+pub fn spawn_relay(swarm: &Swarm, events: NetEvents, sync_to: Vec<PeerId>) -> Arc<RelayCounts> {
     let counts = Arc::new(RelayCounts::default());
-    let net = swarm.net.clone();
-    let c = counts.clone();
-    tokio::spawn(timeout(LIFETIME, async move {
-        for _ in 0..MAX_EVENTS {
-            match events.recv().await {
-                Some(NetEvent::Gossip {
-                    topic,
-                    data,
-                    id,
-                    source,
-                }) => {
-                    if topic == Topic::Proposal {
-                        if let Some(copy) = malleate(&data) {
-                            net.publish(Topic::Proposal, copy).await;
-                            // Commands are handled in order: once this answers, the copy has
-                            // been handed to gossipsub, ahead of the original's relay.
-                            net.peers().await;
-                            c.malleated.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    net.report(id, source, Acceptance::Accept);
-                    c.relayed.fetch_add(1, Ordering::Relaxed);
+    let (net, c) = (swarm.net.clone(), counts.clone());
+    let (sync_net, sync_c) = (swarm.net.clone(), counts.clone());
+    let task = event_loop(
+        events,
+        async move |topic, data, id, source| {
+            if topic == Topic::Proposal {
+                if let Some(copy) = malleate(&data) {
+                    net.publish(Topic::Proposal, copy).await;
+                    // Commands are handled in order: once this answers, the copy has been
+                    // handed to gossipsub, ahead of the original's relay.
+                    net.peers().await;
+                    c.malleated.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(NetEvent::SyncRequest {
-                    peer,
-                    request,
-                    channel,
-                }) => {
-                    let Some(&target) = sync_to.iter().find(|&&p| p != peer) else {
-                        continue;
-                    };
-                    let net = net.clone();
-                    let c = c.clone();
-                    tokio::spawn(async move {
-                        let answer = match net.request(target, request).await {
-                            Ok(bytes) => bytes,
-                            Err(err) => codec::encode(&SyncResponse::Error(err.to_string())),
-                        };
-                        net.respond(channel, answer);
-                        c.proxied.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-                Some(_) => {}
-                None => break,
             }
-        }
-    }));
+            net.report(id, source, Acceptance::Accept);
+            c.relayed.fetch_add(1, Ordering::Relaxed);
+        },
+        async move |peer, request, channel| {
+            let Some(&target) = sync_to.iter().find(|&&p| p != peer) else {
+                return;
+            };
+            let net = sync_net.clone();
+            let c = sync_c.clone();
+            tokio::spawn(async move {
+                let answer = match net.request(target, request).await {
+                    Ok(bytes) => bytes,
+                    Err(err) => codec::encode(&SyncResponse::Error(err.to_string())),
+                };
+                net.respond(channel, answer);
+                c.proxied.fetch_add(1, Ordering::Relaxed);
+            });
+        },
+    );
+    tokio::spawn(timeout(LIFETIME, task));
     counts
 }
 
@@ -573,20 +582,10 @@ pub type LiarLog = Arc<Mutex<HashMap<PeerId, Vec<(Instant, Lie)>>>>;
 /// invalid on every node.
 fn forged(chain_id: &str, height: u64) -> SyncedBlock {
     let signer = Keypair::generate();
+    let forger = GenesisValidator::new("forger", signer.public(), MIN_COLLATERAL);
     let genesis = Genesis {
-        chain_id: chain_id.to_string(),
-        genesis_time_ms: 0,
-        block_interval_ms: 1000,
-        validators: vec![timecoin_ledger::GenesisValidator {
-            name: "forger".into(),
-            public_key: signer.public(),
-            collateral: timecoin_ledger::MIN_COLLATERAL,
-            reward_address: Address::of(&signer.public()),
-        }],
-        allocations: Vec::new(),
         min_fee_per_byte: 1,
-        min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
-        unbonding_blocks: timecoin_ledger::DEFAULT_UNBONDING_BLOCKS,
+        ..Genesis::new(chain_id, 0, 1000, vec![forger], Vec::new())
     };
     let mut block: Block = genesis.genesis_block();
     block.header.height = height;
@@ -609,33 +608,22 @@ fn forged(chain_id: &str, height: u64) -> SyncedBlock {
 /// dropped without penalty.
 pub fn spawn_liar(
     swarm: &Swarm,
-    mut events: NetEvents,
+    events: NetEvents,
     chain_id: String,
     oracle: PeerId,
     lead: u64,
     lies: Vec<Lie>,
 ) -> LiarLog {
     let log: LiarLog = Arc::default();
+    let gossip_net = swarm.net.clone();
     let net = swarm.net.clone();
     let record = log.clone();
-    tokio::spawn(timeout(LIFETIME, async move {
-        let mut held = Vec::new();
-        for _ in 0..MAX_EVENTS {
-            let Some(event) = events.recv().await else {
-                break;
-            };
-            let (peer, request, channel) = match event {
-                NetEvent::Gossip { id, source, .. } => {
-                    net.report(id, source, Acceptance::Ignore);
-                    continue;
-                }
-                NetEvent::SyncRequest {
-                    peer,
-                    request,
-                    channel,
-                } => (peer, request, channel),
-                _ => continue,
-            };
+    // The silent answers, held (never answered) for as long as the liar lives.
+    let mut held = Vec::new();
+    let task = event_loop(
+        events,
+        async move |_, _, id, source| gossip_net.report(id, source, Acceptance::Ignore),
+        async move |peer, request, channel| {
             let (from, count) = match codec::decode(&request, 256) {
                 Ok(SyncRequest::Blocks { from, count }) => (from, count),
                 _ => {
@@ -646,7 +634,7 @@ pub fn spawn_liar(
                         tip_hash: Hash256::digest(&tip.to_be_bytes()),
                     };
                     net.respond(channel, codec::encode(&status));
-                    continue;
+                    return;
                 }
             };
             let lie = {
@@ -668,13 +656,13 @@ pub fn spawn_liar(
                 }
                 Lie::Silence => {
                     held.push(channel);
-                    continue;
+                    return;
                 }
             };
             net.respond(channel, answer);
-        }
-        drop(held);
-    }));
+        },
+    );
+    tokio::spawn(timeout(LIFETIME, task));
     log
 }
 

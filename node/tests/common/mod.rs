@@ -99,6 +99,23 @@ impl NodeProc {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or `None`
+    /// if it still runs (it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // poll interval of a bounded wait
+        }
+    }
+
     /// CPU time (user + system) the process has used so far, in clock ticks.
     pub fn cpu_ticks(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();

@@ -11,8 +11,7 @@ mod restart;
 
 use crate::*;
 use timecoin_types::{
-    Address, Certificate, Hash256, Keypair, Proposal, PublicKey, Validator, ValidatorSet, Vote,
-    VoteKind,
+    Certificate, Hash256, Keypair, Proposal, PublicKey, Validator, ValidatorSet, Vote, VoteKind,
 };
 
 const CHAIN: &str = "test-chain";
@@ -37,11 +36,7 @@ impl Net {
         let set = ValidatorSet::new(
             keys.iter()
                 .zip(weights)
-                .map(|(k, &w)| Validator {
-                    public_key: k.public(),
-                    weight: w,
-                    reward_address: Address::of(&k.public()),
-                })
+                .map(|(k, &w)| Validator::with_own_reward_address(k.public(), w))
                 .collect(),
         )
         .unwrap();

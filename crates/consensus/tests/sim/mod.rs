@@ -27,9 +27,7 @@ use scenario::Scenario;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use timecoin_consensus::{Engine, Input, Output, Signer, SignerState, Timeout, Verdict};
-use timecoin_types::{
-    Address, Certificate, Hash256, Keypair, Proposal, Validator, ValidatorSet, Vote,
-};
+use timecoin_types::{Certificate, Hash256, Keypair, Proposal, Validator, ValidatorSet, Vote};
 
 /// Chain id of every simulated network.
 pub const CHAIN_ID: &str = "timecoin-sim";
@@ -247,11 +245,7 @@ pub fn run(s: &Scenario) -> Result<Report, String> {
         let set = ValidatorSet::new(
             s.members_at(height)
                 .into_iter()
-                .map(|i| Validator {
-                    public_key: keys[i].public(),
-                    weight: s.weights[i],
-                    reward_address: Address::of(&keys[i].public()),
-                })
+                .map(|i| Validator::with_own_reward_address(keys[i].public(), s.weights[i]))
                 .collect(),
         )
         .map_err(|e| e.to_string())?;

@@ -2,15 +2,17 @@
 //! one write transaction that either commits whole or leaves the file as it was.
 
 use super::tables::{
-    address_key, check_genesis, read_set, read_tip, Tip, ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES,
-    BLOCK_HEIGHTS, CERTIFICATES, META, META_GENESIS, META_TIP, STAKES, TXS, UTXOS, VALIDATOR_SETS,
+    address_key, check_genesis, read_set, read_state, read_tip, Tip, ADDRESS_UTXOS, BLOCKS,
+    BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES, META, META_GENESIS, META_STATE, META_TIP, STAKES,
+    TXS, UTXOS, VALIDATOR_SETS,
 };
 use super::{check_spends, Store, StoreError, TxLocation};
 use crate::block::{reward_outpoint, Block};
 use crate::genesis::Genesis;
 use crate::stake::ACTIVATION_DELAY;
 use crate::tx::{OutPoint, TxOutput};
-use crate::validate::check_block_shape;
+use crate::validate::{check_block_shape, BlockError};
+use crate::StateHash;
 use redb::{Table, WriteTransaction};
 use timecoin_types::{codec, Certificate, Hash256};
 
@@ -98,6 +100,7 @@ impl Store {
             insert_block(&txn, &block, &hash)?;
             meta.insert(META_GENESIS, genesis.hash().as_bytes().as_slice())?;
             meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
+            meta.insert(META_STATE, genesis.state().to_bytes().as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -141,11 +144,14 @@ impl Store {
             // returns before commit and the dropped transaction discards these writes.
             let mut utxos = Utxos::open(&txn)?;
             let mut stakes = txn.open_table(STAKES)?;
-            let (fees, changes) = check_spends(block, genesis, &set, &next_set, &stakes, |op| {
+            let spends = check_spends(block, genesis, &set, &next_set, &stakes, |op| {
                 utxos.spend(op)
             })?;
+            let state = spends.state_after(read_state(&meta)?, block);
+            check_state_root(block, &state)?;
+            let changes = &spends.changes;
             let after_next = changes.apply_to(&next_set)?;
-            for outpoint in &changes.released {
+            for (outpoint, _) in &changes.released {
                 stakes.remove(&outpoint.to_bytes())?;
             }
             for (outpoint, record) in changes.entered.iter().chain(&changes.exited) {
@@ -153,7 +159,7 @@ impl Store {
             }
 
             let mut txs = txn.open_table(TXS)?;
-            for (index, (tx, fee)) in block.transactions.iter().zip(fees).enumerate() {
+            for (index, (tx, &fee)) in block.transactions.iter().zip(&spends.fees).enumerate() {
                 let txid = tx.txid();
                 for (i, output) in tx.outputs.iter().enumerate() {
                     let outpoint = OutPoint {
@@ -180,8 +186,21 @@ impl Store {
                 codec::encode(&after_next).as_slice(),
             )?;
             meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
+            meta.insert(META_STATE, state.to_bytes().as_slice())?;
         }
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Refuses a block whose header names another state than the one it leads to.
+pub(super) fn check_state_root(block: &Block, state: &StateHash) -> Result<(), BlockError> {
+    let computed = state.root();
+    if block.header.state_root != computed {
+        return Err(BlockError::WrongStateRoot {
+            header: block.header.state_root,
+            computed,
+        });
+    }
+    Ok(())
 }

@@ -11,8 +11,10 @@
 use crate::genesis::GenesisError;
 use crate::stake::StakeRecord;
 use crate::tx::{OutPoint, TxOutput};
-use crate::validate::{check_block_spends, BlockError, CheckedTxs, StakeChanges, TxError};
-use crate::{Block, Genesis};
+use crate::validate::{
+    check_block_spends, state_after, BlockError, CheckedTxs, StakeChanges, TxError,
+};
+use crate::{Block, Genesis, StateHash};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;
 use tables::{create_tables, read_record, EVIDENCE, SIGNER, SIGNER_STATE};
@@ -117,6 +119,21 @@ pub(crate) fn lookup_keeping_error<T>(
     })
 }
 
+/// What a valid block spends: the fee of each transaction, the staking changes and the
+/// outputs it consumes.
+struct Spends {
+    fees: Vec<Amount>,
+    changes: StakeChanges,
+    spent: Vec<(OutPoint, TxOutput)>,
+}
+
+impl Spends {
+    /// The state after the block, from its parent's.
+    fn state_after(&self, parent: StateHash, block: &Block) -> StateHash {
+        state_after(parent, block, &self.spent, &self.changes)
+    }
+}
+
 /// Runs `check_block_spends` with stake records read from `stakes` and inputs spent
 /// through `spend` (a read when checking, a removal when applying). A storage failure inside
 /// a lookup is returned as itself, the UTXO side's first, not as the rejection it caused.
@@ -127,11 +144,12 @@ fn check_spends<F>(
     next_set: &ValidatorSet,
     stakes: &impl ReadableTable<&'static [u8; 36], &'static [u8; 88]>,
     mut spend: F,
-) -> Result<(Vec<Amount>, StakeChanges), StoreError>
+) -> Result<Spends, StoreError>
 where
     F: FnMut(&OutPoint) -> Result<Option<TxOutput>, StoreError>,
 {
     let mut kept = None;
+    let mut spent = Vec::new();
     let mut kept_stake = None;
     let result = check_block_spends(
         block,
@@ -144,12 +162,23 @@ where
                 read_record(stakes, op, StakeRecord::from_bytes),
             )
         },
-        |op| lookup_keeping_error(&mut kept, spend(op)),
+        |op| {
+            let output = lookup_keeping_error(&mut kept, spend(op))?;
+            if let Some(output) = output {
+                spent.push((*op, output));
+            }
+            Ok(output)
+        },
     );
     if let Some(e) = kept.or(kept_stake) {
         return Err(e);
     }
-    Ok(result?)
+    let (fees, changes) = result?;
+    Ok(Spends {
+        fees,
+        changes,
+        spent,
+    })
 }
 
 /// The node's database. All methods take `&self`; redb serializes writers and gives readers

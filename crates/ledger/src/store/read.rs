@@ -1,10 +1,11 @@
 //! Reading the store: queries for the node and its RPC, and checking a transaction or a
 //! block against one consistent read snapshot of the finalized state.
 
+use super::apply::check_state_root;
 use super::tables::{
     address_key, address_key_outpoint, check_genesis, read_encoded, read_record, read_set,
-    read_tip, Tip, ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES, META, STAKES,
-    TXS, UTXOS, VALIDATOR_SETS,
+    read_state, read_tip, Tip, ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES,
+    META, STAKES, TXS, UTXOS, VALIDATOR_SETS,
 };
 use super::{check_spends, corrupt, Store, StoreError, TxLocation};
 use crate::block::Block;
@@ -15,6 +16,7 @@ use crate::validate::{
     check_block_shape, check_fee, check_inputs, check_stake, BlockError, Parent, StakeChanges,
     TxError,
 };
+use crate::StateHash;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 use timecoin_types::{Address, Amount, Certificate, Hash256, ValidatorSet};
 
@@ -31,6 +33,11 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// The state hash of the tip.
+    pub fn state(&self) -> Result<StateHash, StoreError> {
+        read_state(&self.txn.open_table(META)?)
+    }
+
     /// The parent of the block at tip + 1.
     pub fn parent(&self) -> Parent<'_> {
         self.tip.parent(&self.set, &self.next_set)
@@ -127,6 +134,49 @@ impl Store {
             });
         }
         read_set(&txn.open_table(VALIDATOR_SETS)?, height)
+    }
+
+    /// The finalized state's hash computed afresh from every unspent output and stake record
+    /// (the incremental one is kept in `meta`; this checks it, in time proportional to the
+    /// state).
+    pub fn recompute_state(&self) -> Result<StateHash, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut state = StateHash::empty();
+        for entry in txn.open_table(UTXOS)?.iter()? {
+            let (key, value) = entry?;
+            state.insert_output(
+                &OutPoint::from_bytes(key.value()),
+                &TxOutput::from_bytes(value.value()),
+            );
+        }
+        for entry in txn.open_table(STAKES)?.iter()? {
+            let (key, value) = entry?;
+            state.insert_stake(
+                &OutPoint::from_bytes(key.value()),
+                &StakeRecord::from_bytes(value.value()),
+            );
+        }
+        Ok(state)
+    }
+
+    /// The heights `h` in `from..to` whose header hands the next height to a different set
+    /// (the set of `h + 1` differs from that of `h`): the blocks a light client must be shown
+    /// to walk from `from` to `to`. Sets are compared as stored bytes, which the canonical
+    /// encoding makes equal exactly when the sets are.
+    pub fn set_changes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let sets = txn.open_table(VALIDATOR_SETS)?;
+        let mut changes = Vec::new();
+        let mut previous: Option<Vec<u8>> = None;
+        for entry in sets.range(from..to.saturating_add(1))? {
+            let (height, bytes) = entry?;
+            let bytes = bytes.value().to_vec();
+            if previous.as_ref().is_some_and(|before| *before != bytes) {
+                changes.push(height.value() - 1);
+            }
+            previous = Some(bytes);
+        }
+        Ok(changes)
     }
 
     /// The binding of staking output `outpoint`, while it is unspent.
@@ -294,7 +344,7 @@ impl Store {
             &self.checked,
         )?;
         let lookups = snapshot.lookups()?;
-        let (_, changes) = check_spends(
+        let spends = check_spends(
             block,
             genesis,
             &snapshot.set,
@@ -303,7 +353,8 @@ impl Store {
             |op| lookups.utxo(op),
         )?;
         // Apply refuses a block whose set change fails, so validation must too.
-        changes.apply_to(&snapshot.next_set)?;
+        spends.changes.apply_to(&snapshot.next_set)?;
+        check_state_root(block, &spends.state_after(snapshot.state()?, block))?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `meta` | `"genesis_hash"` | genesis hash, 32 bytes |
 //! | `meta` | `"tip"` | [`Tip`]: height u64 ‖ block hash (32) ‖ time_ms u64, 48 bytes |
+//! | `meta` | `"state"` | the tip's [`StateHash`]: 1024 lanes u16 little-endian, 2048 bytes |
 //! | `blocks` | height u64 | CBOR [`Block`] |
 //! | `block_heights` | block hash (32) | height u64 |
 //! | `block_hashes` | height u64 | block hash (32) |
@@ -44,7 +45,7 @@ use crate::fixed::{concat, field};
 use crate::genesis::Genesis;
 use crate::tx::OutPoint;
 use crate::validate::Parent;
-use crate::MAX_BLOCK_BYTES;
+use crate::{StateHash, MAX_BLOCK_BYTES};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 use timecoin_types::{codec, Address, Hash256, ValidatorSet};
@@ -73,7 +74,7 @@ macro_rules! tables {
 }
 
 tables! {
-    /// Chain metadata under string keys: [`META_GENESIS`] and [`META_TIP`].
+    /// Chain metadata under string keys: [`META_GENESIS`], [`META_TIP`] and [`META_STATE`].
     META: &str => &[u8] = "meta";
     /// Height → CBOR block.
     BLOCKS: u64 => &[u8] = "blocks";
@@ -103,6 +104,8 @@ tables! {
 pub(super) const META_GENESIS: &str = "genesis_hash";
 /// `meta` key of the finalized [`Tip`].
 pub(super) const META_TIP: &str = "tip";
+/// `meta` key of the finalized state's [`StateHash`] lanes.
+pub(super) const META_STATE: &str = "state";
 /// `signer` key of the last-signed state.
 pub(super) const SIGNER_STATE: &str = "last_signed";
 
@@ -194,6 +197,18 @@ pub(super) fn read_tip(
 ) -> Result<Tip, StoreError> {
     let guard = meta.get(META_TIP)?.ok_or(StoreError::NotInitialized)?;
     Tip::from_bytes(guard.value())
+}
+
+/// The finalized state's hash (see [`StateHash`]).
+pub(super) fn read_state(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<StateHash, StoreError> {
+    let guard = meta.get(META_STATE)?.ok_or_else(|| {
+        corrupt(
+            "no state hash: the database was written by an older version; remove it and sync again",
+        )
+    })?;
+    StateHash::from_bytes(guard.value()).ok_or_else(|| corrupt("state hash record"))
 }
 
 /// Refuses a `genesis` other than the one the store was initialized with.

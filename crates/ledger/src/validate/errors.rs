@@ -236,6 +236,17 @@ pub enum BlockError {
         /// The header's.
         got: u32,
     },
+    /// The chain's upgrade schedule puts the block's height under a protocol version this
+    /// binary does not implement.
+    #[error("height {height} follows protocol version {version}, but this binary implements only up to {supported}: upgrade timed")]
+    UnsupportedVersion {
+        /// The block's height.
+        height: u64,
+        /// The version the schedule puts in force there.
+        version: u32,
+        /// The highest version this binary implements.
+        supported: u32,
+    },
     /// The block claims a time before the start of its height's slot
     /// ([`crate::Genesis::slot_time_ms`]).
     #[error("block time {time_ms} is before the start {slot_ms} of its slot")]
@@ -315,6 +326,14 @@ pub enum BlockError {
     /// that constructing the set is never an unchecked step.
     #[error("validator set after the block's registrations: {0}")]
     ValidatorSet(String),
+    /// The header's state root is not the state the block leads to from its parent's.
+    #[error("header state root {header} differs from the state after the block, {computed}")]
+    WrongStateRoot {
+        /// What the header says.
+        header: Hash256,
+        /// What this node computes.
+        computed: Hash256,
+    },
     /// The genesis given is not the one the store was initialized with.
     #[error("validated against genesis {given}, but the store belongs to {stored}")]
     WrongGenesis {
@@ -353,6 +372,7 @@ impl BlockError {
             // The version in force is the receiver's software's: during an upgrade, honest
             // nodes may disagree on it.
             BlockError::WrongVersion { .. }
+            | BlockError::UnsupportedVersion { .. }
             | BlockError::WrongHeight { .. }
             | BlockError::WrongPrevHash { .. }
             | BlockError::WrongProposer { .. }
@@ -363,6 +383,7 @@ impl BlockError {
             | BlockError::RewardOverflow
             | BlockError::WrongRewards { .. }
             | BlockError::ValidatorSet(_)
+            | BlockError::WrongStateRoot { .. }
             | BlockError::WrongGenesis { .. }
             | BlockError::Storage(_) => true,
         }

@@ -2,13 +2,14 @@
 //! state only through lookup closures, so the store can run them against a read snapshot
 //! (checking) or a write transaction that spends as it goes (applying).
 
-use crate::block::{full_tx_root, rewards_root, tx_root, Block};
+use crate::block::{full_tx_root, reward_outpoint, rewards_root, tx_root, Block};
 use crate::genesis::Genesis;
 use crate::rewards::{reward_outputs, subsidy};
 use crate::stake::{
     possession_digest, Stake, StakeRecord, ACTIVATION_DELAY, MIN_COLLATERAL, STAKE_OUTPUT_INDEX,
 };
 use crate::tx::{check_amounts, OutPoint, Transaction, TxOutput};
+use crate::StateHash;
 use crate::{
     MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, MAX_CLOCK_DRIFT_MS, MAX_TX_BYTES, MAX_TX_INPUTS,
     MAX_TX_OUTPUTS, PROTOCOL_VERSION,
@@ -119,8 +120,8 @@ pub(crate) struct StakeChanges {
     pub entered: Vec<(OutPoint, StakeRecord)>,
     /// Deregistered stakes, records updated with their unlock height.
     pub exited: Vec<(OutPoint, StakeRecord)>,
-    /// Unbonded staking outputs spent, whose records go.
-    pub released: Vec<OutPoint>,
+    /// Unbonded staking outputs spent, with the records that go with them.
+    pub released: Vec<(OutPoint, StakeRecord)>,
 }
 
 impl StakeChanges {
@@ -141,6 +142,53 @@ impl StakeChanges {
             .collect();
         ValidatorSet::new(members).map_err(|e| BlockError::ValidatorSet(e.to_string()))
     }
+}
+
+/// The state after `block` from its parent's `state`: less the outputs it `spent` and the
+/// stake records it ends or rewrites, plus its outputs, its rewards and the records it
+/// writes. The same function serves building, validating and applying, so all three agree.
+pub(crate) fn state_after(
+    mut state: StateHash,
+    block: &Block,
+    spent: &[(OutPoint, TxOutput)],
+    changes: &StakeChanges,
+) -> StateHash {
+    for (outpoint, output) in spent {
+        state.remove_output(outpoint, output);
+    }
+    for tx in &block.transactions {
+        let txid = tx.txid();
+        for (index, output) in tx.outputs.iter().enumerate() {
+            state.insert_output(
+                &OutPoint {
+                    txid,
+                    index: index as u32,
+                },
+                output,
+            );
+        }
+    }
+    for (index, output) in block.rewards.iter().enumerate() {
+        state.insert_output(&reward_outpoint(block.header.height, index as u32), output);
+    }
+    for (outpoint, record) in &changes.released {
+        state.remove_stake(outpoint, record);
+    }
+    for (outpoint, record) in &changes.exited {
+        // A deregistration rewrites a bonded record with its unlock height.
+        state.remove_stake(
+            outpoint,
+            &StakeRecord {
+                unlock_height: None,
+                ..*record
+            },
+        );
+        state.insert_stake(outpoint, record);
+    }
+    for (outpoint, record) in &changes.entered {
+        state.insert_stake(outpoint, record);
+    }
+    state
 }
 
 /// Checks the staking side of a statelessly valid transaction in a block at `height`:
@@ -171,7 +219,7 @@ where
                         unlock_height,
                     })
                 }
-                Some(_) => released.push(input.prev),
+                Some(_) => released.push((input.prev, record)),
             }
         }
     }
@@ -368,9 +416,17 @@ pub(crate) fn check_block_shape(
     checked: &CheckedTxs,
 ) -> Result<(), BlockError> {
     let header = &block.header;
-    if header.version != PROTOCOL_VERSION {
+    let version = genesis.version_at(header.height);
+    if version > PROTOCOL_VERSION {
+        return Err(BlockError::UnsupportedVersion {
+            height: header.height,
+            version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    if header.version != version {
         return Err(BlockError::WrongVersion {
-            expected: PROTOCOL_VERSION,
+            expected: version,
             got: header.version,
         });
     }

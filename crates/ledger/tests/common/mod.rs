@@ -45,29 +45,29 @@ pub fn address(key: &Keypair) -> Address {
 pub fn genesis() -> Genesis {
     let validators = validator_keys();
     let wallet = wallet_key();
+    // Rewards are paid away from the validators' own keys, so tests can tell them apart.
+    let members = validators
+        .iter()
+        .enumerate()
+        .map(|(i, k)| GenesisValidator {
+            reward_address: Address::of(&Keypair::from_seed([50 + i as u8; 32]).public()),
+            ..GenesisValidator::new(format!("v{i}"), k.public(), (i as u64 + 1) * 10 * COIN)
+        })
+        .collect();
+    let funds = TxOutput {
+        address: address(&wallet),
+        amount: ALLOCATION,
+    };
     Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time_ms: 1_700_000_000_000,
-        block_interval_ms: 1_000,
-        validators: validators
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GenesisValidator {
-                name: format!("v{i}"),
-                public_key: k.public(),
-                collateral: (i as u64 + 1) * 10 * COIN,
-                reward_address: Address::of(&Keypair::from_seed([50 + i as u8; 32]).public()),
-            })
-            .collect(),
-        allocations: (0..ALLOCATIONS)
-            .map(|_| TxOutput {
-                address: address(&wallet),
-                amount: ALLOCATION,
-            })
-            .collect(),
         min_fee_per_byte: MIN_FEE_PER_BYTE,
-        min_output: timecoin_ledger::DEFAULT_MIN_OUTPUT,
         unbonding_blocks: UNBONDING_BLOCKS,
+        ..Genesis::new(
+            CHAIN,
+            1_700_000_000_000,
+            1_000,
+            members,
+            vec![funds; ALLOCATIONS],
+        )
     }
 }
 
@@ -185,10 +185,18 @@ impl Chain {
         Certificate::from_votes(height, round, hash, &votes)
     }
 
-    /// Applies `block` with a certificate from every validator.
+    /// Applies `block` with a certificate from every validator; once applied, the state the
+    /// header commits to must be the stored state recomputed from scratch.
     pub fn apply_certified(&self, block: &Block) -> Result<(), StoreError> {
         self.store
-            .apply_block(block, &self.certify(block), &self.genesis)
+            .apply_block(block, &self.certify(block), &self.genesis)?;
+        let state = self.store.recompute_state()?;
+        assert_eq!(
+            block.header.state_root,
+            state.root(),
+            "incremental state = full state"
+        );
+        Ok(())
     }
 
     /// Builds, certifies and applies the next block.

@@ -176,7 +176,7 @@ pub struct StakeRecord {
 impl StakeRecord {
     /// Fixed 88-byte storage form: key, reward address, owner, amount, unlock height
     /// (`u64::MAX` while bonded), integers big-endian.
-    pub(crate) fn to_bytes(self) -> [u8; 88] {
+    pub fn to_bytes(self) -> [u8; 88] {
         concat(&[
             self.public_key.as_bytes(),
             &self.reward_address.0,
@@ -187,7 +187,7 @@ impl StakeRecord {
     }
 
     /// Inverse of [`StakeRecord::to_bytes`].
-    pub(crate) fn from_bytes(bytes: &[u8; 88]) -> StakeRecord {
+    pub fn from_bytes(bytes: &[u8; 88]) -> StakeRecord {
         let unlock = u64::from_be_bytes(field(bytes, 80));
         StakeRecord {
             public_key: PublicKey(field(bytes, 0)),

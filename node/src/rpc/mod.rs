@@ -2,6 +2,10 @@
 //! text format and the dashboard's `GET /dashboard`, `GET /dashboard/state` and `GET /events`
 //! (see [`crate::dashboard`]).
 
+mod light;
+
+pub use light::MAX_CHANGE_SCAN;
+
 use crate::shared::Shared;
 use jsonrpsee::server::{
     HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerConfig, ServerHandle,
@@ -198,17 +202,7 @@ fn methods(shared: Arc<Shared>) -> RpcModule<Shared> {
     })
     .expect(ok);
 
-    m.register_blocking_method("getvalidators", |_, s, _| -> RpcResult {
-        let (tip, _) = s.store.tip().map_err(internal)?;
-        let next = s.store.validator_set(tip + 1).map_err(internal)?;
-        let after = s
-            .store
-            .validator_set(tip + ACTIVATION_DELAY)
-            .map_err(internal)?;
-        let stakes = s.store.stakes().map_err(internal)?;
-        Ok(validators_json(tip, &next, &after, &stakes))
-    })
-    .expect(ok);
+    light::register(&mut m);
 
     m.register_blocking_method("getbalance", |p, s, _| -> RpcResult {
         let text: String = param(&p, "address")?;
@@ -489,6 +483,18 @@ fn respond(status: u16, content_type: &'static str, body: HttpBody) -> HttpRespo
     );
     response
 }
+/// `getvalidators` without a height: see [`validators_json`].
+fn current_validators(s: &Shared) -> RpcResult {
+    let (tip, _) = s.store.tip().map_err(internal)?;
+    let next = s.store.validator_set(tip + 1).map_err(internal)?;
+    let after = s
+        .store
+        .validator_set(tip + ACTIVATION_DELAY)
+        .map_err(internal)?;
+    let stakes = s.store.stakes().map_err(internal)?;
+    Ok(validators_json(tip, &next, &after, &stakes))
+}
+
 /// `getvalidators`: the members of the set of `tip + 1` (status `active`, or `leaving` with
 /// the `effective_height` from which they no longer vote) followed by the keys entering at
 /// `tip + 2` (status `entering`, not yet in the next height's set). Members backed by

@@ -64,7 +64,7 @@ impl TxOutput {
 /// Checks that every output of `outputs` carries coins (else `zero` of its position) and
 /// that together they fit in `u64` base units (else `overflow`); the first offence in list
 /// order is the one reported. Transaction outputs and genesis allocations obey this one rule.
-pub(crate) fn check_amounts<E>(
+pub fn check_amounts<E>(
     outputs: &[TxOutput],
     zero: impl FnOnce(usize) -> E,
     overflow: E,
@@ -113,6 +113,13 @@ impl Transaction {
     /// so a third party cannot change the id by re-encoding a signature. A staking action is
     /// appended after the outputs, so a plain transfer's layout is unchanged.
     pub fn txid(&self) -> Hash256 {
+        Hash256::digest(&self.txid_bytes())
+    }
+
+    /// The bytes [`Transaction::txid`] hashes: `"TIMECOIN/TXID/01"`, the input count (u32 BE),
+    /// each input's outpoint and key, the output count, each output's fixed form, then the
+    /// staking action's id bytes, if any.
+    pub fn txid_bytes(&self) -> Vec<u8> {
         let mut bytes =
             Vec::with_capacity(16 + 8 + self.inputs.len() * 68 + self.outputs.len() * 28);
         bytes.extend_from_slice(b"TIMECOIN/TXID/01");
@@ -128,7 +135,7 @@ impl Transaction {
         if let Some(stake) = &self.stake {
             bytes.extend_from_slice(&stake.id_bytes());
         }
-        Hash256::digest(&bytes)
+        bytes
     }
 
     /// The hash of the complete transaction: BLAKE3 of `"TIMECOIN/TXFL/01"`, the txid, every
@@ -137,6 +144,11 @@ impl Transaction {
     /// a block's `full_tx_root` is built from these, so nobody can change a signature inside
     /// a block without changing its hash.
     pub fn full_hash(&self) -> Hash256 {
+        Hash256::digest(&self.full_bytes())
+    }
+
+    /// The bytes [`Transaction::full_hash`] hashes.
+    pub fn full_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(16 + 32 + self.inputs.len() * 64 + 65);
         bytes.extend_from_slice(b"TIMECOIN/TXFL/01");
         bytes.extend_from_slice(self.txid().as_bytes());
@@ -152,7 +164,7 @@ impl Transaction {
                 None => bytes.push(0),
             }
         }
-        Hash256::digest(&bytes)
+        bytes
     }
 
     /// The digest every input signs: domain tag, length-prefixed chain id, txid. Binding the

@@ -1,6 +1,7 @@
 //! The genesis file: the chain's parameters, first validator set and initial allocations.
 
 use crate::block::{full_tx_root, rewards_root, tx_root, Block, BlockHeader};
+use crate::state::StateHash;
 use crate::tx::{check_amounts, Transaction, TxOutput};
 use crate::MAX_BLOCK_BYTES;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,19 @@ pub struct GenesisValidator {
     pub collateral: Amount,
     /// Where its rewards are paid.
     pub reward_address: Address,
+}
+
+impl GenesisValidator {
+    /// A validator named `name` with consensus key `key` and `collateral`, its rewards paid to
+    /// its key's own address.
+    pub fn new(name: impl Into<String>, key: PublicKey, collateral: Amount) -> GenesisValidator {
+        GenesisValidator {
+            name: name.into(),
+            public_key: key,
+            collateral,
+            reward_address: Address::of(&key),
+        }
+    }
 }
 
 /// The genesis: everything a node needs to start the chain, as stored in `genesis.json`.
@@ -60,6 +74,21 @@ pub struct Genesis {
         skip_serializing_if = "is_default_unbonding_blocks"
     )]
     pub unbonding_blocks: u64,
+    /// Protocol upgrades every node agrees on in advance: from each `height` on, blocks follow
+    /// `version` (before the first, version 1). A node whose binary does not implement a
+    /// scheduled version stops before its height instead of forking. Not encoded when empty,
+    /// so genesis files without upgrades keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<Upgrade>,
+}
+
+/// One scheduled protocol upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// The protocol version blocks follow from `height` on.
+    pub version: u32,
+    /// The first height of that version.
+    pub height: u64,
 }
 
 /// Unbonding delay of a genesis that does not set one.
@@ -110,6 +139,9 @@ pub enum GenesisError {
         /// The parse failure.
         source: serde_json::Error,
     },
+    /// An upgrade that does not raise the version at a later height than the one before.
+    #[error("upgrade to version {} at height {} must raise the version, at a later height than the previous upgrade (and after height 0)", .0.version, .0.height)]
+    Upgrades(Upgrade),
     /// Chain id empty or longer than [`MAX_CHAIN_ID_LEN`] bytes.
     #[error("chain id must be 1 to {MAX_CHAIN_ID_LEN} bytes, got {0}")]
     ChainId(usize),
@@ -128,6 +160,46 @@ pub enum GenesisError {
 }
 
 impl Genesis {
+    /// A genesis with no fee floor and the default minimum output and unbonding period; set
+    /// the other fields with struct update syntax.
+    pub fn new(
+        chain_id: impl Into<String>,
+        genesis_time_ms: u64,
+        block_interval_ms: u64,
+        validators: Vec<GenesisValidator>,
+        allocations: Vec<TxOutput>,
+    ) -> Genesis {
+        Genesis {
+            chain_id: chain_id.into(),
+            genesis_time_ms,
+            block_interval_ms,
+            validators,
+            allocations,
+            min_fee_per_byte: 0,
+            min_output: DEFAULT_MIN_OUTPUT,
+            unbonding_blocks: DEFAULT_UNBONDING_BLOCKS,
+            upgrades: Vec::new(),
+        }
+    }
+
+    /// The protocol version blocks of `height` follow under the upgrade schedule.
+    pub fn version_at(&self, height: u64) -> u32 {
+        self.upgrades
+            .iter()
+            .rev()
+            .find(|u| u.height <= height)
+            .map_or(1, |u| u.version)
+    }
+
+    /// The first scheduled upgrade to a version above `supported` (the highest this binary
+    /// implements), if any: the height before which such a binary must stop.
+    pub fn first_unsupported(&self, supported: u32) -> Option<Upgrade> {
+        self.upgrades
+            .iter()
+            .find(|u| u.version > supported)
+            .copied()
+    }
+
     /// Reads and validates a `genesis.json`.
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
         let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
@@ -160,6 +232,16 @@ impl Genesis {
             return Err(GenesisError::ChainId(self.chain_id.len()));
         }
         self.try_validator_set()?;
+        let mut last = Upgrade {
+            version: 1,
+            height: 0,
+        };
+        for upgrade in &self.upgrades {
+            if upgrade.version <= last.version || upgrade.height <= last.height {
+                return Err(GenesisError::Upgrades(*upgrade));
+            }
+            last = *upgrade;
+        }
         check_amounts(
             &self.allocations,
             GenesisError::ZeroAllocation,
@@ -217,10 +299,20 @@ impl Genesis {
                 // The genesis set votes on heights 1 and 2.
                 validator_set_hash: set.hash(),
                 next_validator_set_hash: set.hash(),
+                state_root: self.state().root(),
             },
             transactions: Vec::new(),
             rewards: self.allocations.clone(),
         }
+    }
+
+    /// The state at height 0: the allocations, unspent, and no stake records.
+    pub fn state(&self) -> StateHash {
+        let mut state = StateHash::empty();
+        for (i, output) in self.allocations.iter().enumerate() {
+            state.insert_output(&crate::reward_outpoint(0, i as u32), output);
+        }
+        state
     }
 
     /// The smallest fee `tx` may pay: [`Genesis::min_fee_per_byte`] × its encoded size,

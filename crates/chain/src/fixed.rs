@@ -6,7 +6,7 @@
 /// # Panics
 /// If the fields do not fill exactly `N` bytes. Every layout is fixed, so that is a bug in
 /// the layout's code, never a property of the data.
-pub(crate) fn concat<const N: usize>(fields: &[&[u8]]) -> [u8; N] {
+pub fn concat<const N: usize>(fields: &[&[u8]]) -> [u8; N] {
     let mut out = [0u8; N];
     let mut at = 0;
     for field in fields {
@@ -21,7 +21,7 @@ pub(crate) fn concat<const N: usize>(fields: &[&[u8]]) -> [u8; N] {
 ///
 /// # Panics
 /// If the field runs past the record's end (again a bug in the layout's code).
-pub(crate) fn field<const M: usize>(record: &[u8], at: usize) -> [u8; M] {
+pub fn field<const M: usize>(record: &[u8], at: usize) -> [u8; M] {
     record[at..at + M]
         .try_into()
         .expect("the field lies inside the fixed layout")
