@@ -3,9 +3,8 @@
 //! `cargo run --example seeds` from `fuzz/` (then `scripts/fuzz.sh pack` archives the corpus).
 use std::path::Path;
 use timecoin_consensus::SignerState;
-use timecoin_ledger::{
-    full_tx_root, tx_root, Genesis, GenesisValidator, OutPoint, Transaction, TxOutput,
-};
+use timecoin_ledger::{full_tx_root, tx_root, Genesis, OutPoint, Transaction, TxOutput};
+use timecoin_light::{Bundle, LightBlock, BUNDLE_FORMAT};
 use timecoin_wire::{
     ConsensusRecord, ProposalMessage, SyncRequest, SyncResponse, SyncedBlock, VoteMessage,
 };
@@ -15,6 +14,30 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
     std::fs::create_dir_all(&dir).expect("corpus directory");
     std::fs::write(dir.join(name), bytes).expect("seed written");
+}
+
+/// A proof that block 1 of `genesis`'s chain (an empty block, signed by every key) is final.
+fn bundle(genesis: &Genesis) -> Bundle {
+    let set = genesis.validator_set();
+    let mut header = genesis.genesis_block().header;
+    header.height = 1;
+    header.prev_hash = genesis.genesis_block().hash();
+    let votes: Vec<Vote> = timecoin_fuzz::keys()
+        .iter()
+        .map(|k| Vote::sign("fuzz", k, VoteKind::Precommit, 1, 0, Some(header.hash())))
+        .collect();
+    Bundle {
+        format: BUNDLE_FORMAT,
+        chain_id: "fuzz".into(),
+        trusted_height: None,
+        blocks: vec![LightBlock {
+            certificate: Certificate::from_votes(1, 0, header.hash(), &votes),
+            header,
+            validators: set.clone(),
+            next_validators: set,
+        }],
+        transaction: None,
+    }
 }
 
 fn main() {
@@ -62,20 +85,8 @@ fn main() {
         &codec::encode(&SyncRequest::Blocks { from: 1, count: 64 }),
     );
 
-    let members = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| GenesisValidator::new(format!("v{i}"), k.public(), 1000))
-        .collect();
-    let funds = TxOutput {
-        address: Address::of(&keys[0].public()),
-        amount: 1_000_000,
-    };
-    let genesis = Genesis {
-        min_fee_per_byte: 1,
-        min_output: 1,
-        ..Genesis::new("fuzz", 0, 1000, members, vec![funds])
-    };
+    let genesis = timecoin_fuzz::genesis();
+    write("bundle", "height-1", &serde_json::to_vec(&bundle(&genesis)).unwrap());
     let mut block = genesis.genesis_block();
     block.transactions.push(tx.clone());
     block.header.tx_root = tx_root(&block.transactions);

@@ -31,6 +31,9 @@ pub struct Config {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: MempoolConfig,
+    /// What the database keeps.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 /// `[p2p]`
@@ -57,6 +60,16 @@ pub struct P2pConfig {
     /// id: the operator's other validators or sentries, peers it must always reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved_peers: Vec<String>,
+    /// Multiaddresses at which other nodes reach this one (a public IP, a forwarded port),
+    /// e.g. `/ip4/203.0.113.7/tcp/26656`. When set, they are announced (identify, and through
+    /// it Kademlia) instead of the listen addresses, which are then not advertised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_addresses: Vec<String>,
+    /// Peers to stay connected to, each `/ip4/…/tcp/…/p2p/<peer id>`: dialled at start and
+    /// redialled with backoff (1 s doubling to 60 s) whenever not connected; never refused by
+    /// the connection limits. Bootstrap peers, by contrast, only get the node started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persistent_peers: Vec<String>,
 }
 
 fn default_max_peers() -> u32 {
@@ -77,6 +90,8 @@ impl P2pConfig {
             max_inbound: None,
             max_inbound_per_ip: default_max_inbound_per_ip(),
             reserved_peers: Vec::new(),
+            external_addresses: Vec::new(),
+            persistent_peers: Vec::new(),
         }
     }
 
@@ -108,6 +123,11 @@ pub struct ConsensusConfig {
     pub timeout_precommit_ms: u64,
     /// Added to every timeout per round, so that slow networks eventually fit.
     pub timeout_delta_ms: u64,
+    /// After a start, a validator signs nothing until it has watched the network for
+    /// [`crate::node::DOPPELGANGER_HEIGHTS`] heights or this long, whichever comes first, and
+    /// stops if it sees its own key sign meanwhile (another process runs it). 0 skips the
+    /// watch, like `timed start --skip-doppelganger-check`.
+    pub doppelganger_watch_ms: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -118,6 +138,7 @@ impl Default for ConsensusConfig {
             timeout_prepare_ms: d.timeout_prepare_ms,
             timeout_precommit_ms: d.timeout_precommit_ms,
             timeout_delta_ms: d.timeout_delta_ms,
+            doppelganger_watch_ms: 3_000,
         }
     }
 }
@@ -157,13 +178,52 @@ impl Default for MempoolConfig {
     }
 }
 
+/// `[storage]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Keep the block bodies (transactions, rewards) of the last this many heights only; 0
+    /// keeps every body. Headers, certificates and validator sets are always kept, so
+    /// `getlightblock` and `getfinalityproof` answer for every height; `getblock` and
+    /// `gettxproof` only for the retained ones, and peers syncing from further back must
+    /// find an unpruned node. At least [`MIN_RETAIN_BLOCKS`] when not 0.
+    pub retain_blocks: u64,
+}
+
+/// The fewest block bodies a pruning node may keep: a peer that fell behind (a restart, a
+/// slow link) fetches the blocks it lacks from nodes like this one, so each block must stay
+/// until every peer had a chance to fetch it.
+pub const MIN_RETAIN_BLOCKS: u64 = 10;
+
+impl StorageConfig {
+    /// Refuses a window too small to serve peers that fell a little behind.
+    pub fn check(&self) -> Result<()> {
+        if (1..MIN_RETAIN_BLOCKS).contains(&self.retain_blocks) {
+            anyhow::bail!(
+                "[storage] retain_blocks = {} is too small: a block body must stay until every \
+                 peer that fell behind (a restart, a slow link) has fetched it from nodes like \
+                 this one; use 0 (keep everything) or at least {MIN_RETAIN_BLOCKS}",
+                self.retain_blocks
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Config {
-    /// Loads `HOME/config.toml`.
+    /// Loads `HOME/config.toml`, refusing settings that cannot work.
     pub fn load(home: &Path) -> Result<Config> {
         let path = home.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+        Config::parse(&text).with_context(|| format!("invalid {}", path.display()))
+    }
+
+    /// Parses the text of a `config.toml`, refusing settings that cannot work.
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.storage.check()?;
+        Ok(config)
     }
 
     /// Writes `HOME/config.toml`.
@@ -254,6 +314,7 @@ pub fn init(args: InitArgs) -> Result<()> {
         },
         consensus: ConsensusConfig::default(),
         mempool: MempoolConfig::default(),
+        storage: StorageConfig::default(),
     };
     config.save(&args.home)?;
     println!(
@@ -262,4 +323,37 @@ pub fn init(args: InitArgs) -> Result<()> {
         genesis.chain_id
     );
     show(&args.home)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+genesis = "genesis.json"
+data_dir = "data"
+node_key = "node.key"
+[p2p]
+listen = ["/ip4/127.0.0.1/tcp/26600"]
+[rpc]
+listen = "127.0.0.1:26700"
+"#;
+
+    #[test]
+    fn retain_blocks_defaults_to_keeping_everything_and_refuses_tiny_windows() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().storage.retain_blocks, 0);
+        let with = |n: u64| Config::parse(&format!("{MINIMAL}[storage]\nretain_blocks = {n}\n"));
+        assert_eq!(with(0).unwrap().storage.retain_blocks, 0);
+        assert_eq!(with(10).unwrap().storage.retain_blocks, 10);
+        assert_eq!(with(100_000).unwrap().storage.retain_blocks, 100_000);
+        for n in 1..MIN_RETAIN_BLOCKS {
+            let err = format!("{:#}", with(n).unwrap_err());
+            assert!(
+                err.contains(&format!("retain_blocks = {n} is too small")),
+                "{err}"
+            );
+            assert!(err.contains("until every peer"), "{err}");
+        }
+        assert!(Config::parse(&format!("{MINIMAL}[storage]\nkeep = 1\n")).is_err());
+    }
 }

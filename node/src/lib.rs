@@ -12,6 +12,7 @@ pub mod node;
 pub mod proof;
 pub mod rpc;
 pub mod shared;
+pub mod signer_cmd;
 pub mod start;
 pub mod sync;
 pub mod testnet;

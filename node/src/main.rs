@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use timed::{bench, config, proof, start, testnet, validator, wallet};
+use timed::{bench, config, proof, signer_cmd, start, testnet, validator, wallet};
 
 #[derive(Parser)]
 #[command(name = "timed", version, about = "TIME Coin validator node", long_about = None)]
@@ -27,6 +27,10 @@ enum Command {
     /// Join or leave the validator set: lock or unbond collateral on-chain.
     #[command(subcommand)]
     Validator(validator::ValidatorCommand),
+    /// Move a validator between machines: export its double-sign guard from a stopped node,
+    /// import it into the new home (refusing another chain, another key, or an older state).
+    #[command(subcommand)]
+    Signer(signer_cmd::SignerCommand),
     /// Ask a node over JSON-RPC whether it is up; prints its chain info, exits non-zero if not
     /// (the container healthcheck).
     Status {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Start(args) => start::run(args),
         Command::Wallet(cmd) => wallet::run(cmd),
         Command::Validator(cmd) => validator::run(cmd),
+        Command::Signer(cmd) => signer_cmd::run(cmd),
         Command::Status { rpc } => wallet::status(&rpc),
         Command::Show { home } => config::show(&home),
         Command::Bench(args) => bench::run(args),

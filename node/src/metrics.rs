@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::Mutex;
+use timecoin_ledger::Store;
 
 /// Labels of the message counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +47,10 @@ pub struct Metrics {
     pub synced_blocks: Counter,
     /// Equivocations seen.
     pub equivocations: Counter,
+    /// Size of the redb database file, bytes.
+    pub db_bytes: Gauge,
+    /// The lowest height whose block body the store keeps (0: none pruned).
+    pub pruned_below_height: Gauge,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -111,6 +116,18 @@ impl Metrics {
                 "Equivocations seen",
                 Counter::default(),
             ),
+            db_bytes: registered(
+                r,
+                "timed_db_bytes",
+                "Size of the database file in bytes",
+                Gauge::default(),
+            ),
+            pruned_below_height: registered(
+                r,
+                "timed_pruned_below_height",
+                "Lowest height whose block body is kept ([storage] retain_blocks); 0 when none is pruned",
+                Gauge::default(),
+            ),
             registry: Mutex::new(registry),
         };
         for phase in ["propose", "vote"] {
@@ -133,6 +150,18 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &registry);
         out
+    }
+
+    /// Reads the database file's size and pruning height into their gauges (at each scrape:
+    /// both change with every block, and reading them costs a `stat` and one lookup).
+    pub fn refresh_store(&self, store: &Store) {
+        if let Ok(bytes) = store.file_bytes() {
+            self.db_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Ok(height) = store.pruned_below() {
+            self.pruned_below_height
+                .set(i64::try_from(height).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one gossip message.

@@ -19,10 +19,12 @@ use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use timecoin_consensus::{Engine, Input, Signer, Timeout, FUTURE_HEIGHTS};
+use timecoin_consensus::{
+    Engine, Input, Signer, Timeout, FUTURE_HEIGHTS, STEP_PRECOMMIT, STEP_PREPARE,
+};
 use timecoin_ledger::{Block, Genesis, Upgrade, PROTOCOL_VERSION};
 use timecoin_net::NetEvents;
-use timecoin_types::Hash256;
+use timecoin_types::{Hash256, Vote, VoteKind};
 use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -35,12 +37,53 @@ const MAX_PROPOSALS_PER_HEIGHT: usize = 16;
 /// up to a full block, so this bounds that memory too.
 const MAX_PROPOSALS_IN_CHECK: usize = 8;
 
+/// Heights a validator watches after a start before it signs, unless the watch's time runs
+/// out first (`[consensus] doppelganger_watch_ms`).
+pub const DOPPELGANGER_HEIGHTS: u64 = 2;
+
+/// A validator's signer held back after a start while the node looks for votes of its key
+/// that it did not sign: another process running the same key (a copied home, a failover
+/// that did not stop the old machine). Signing beside it would double-sign.
+struct DoppelgangerWatch {
+    signer: Signer,
+    /// Heights still to watch.
+    heights_left: u64,
+    /// When the watch ends anyway (a network waiting for this validator makes no heights).
+    until: Instant,
+}
+
+impl DoppelgangerWatch {
+    /// True if `vote`, of this signer's key, is one this process did not sign: correctly
+    /// signed and later than the last message the persisted signer state records (earlier
+    /// ones may be its own, from before the restart, relayed late).
+    fn signed_elsewhere(&self, vote: &Vote, chain_id: &str) -> bool {
+        let state = self.signer.state();
+        let step = match vote.kind {
+            VoteKind::Prepare => STEP_PREPARE,
+            VoteKind::Precommit => STEP_PRECOMMIT,
+        };
+        vote.validator == self.signer.public_key()
+            && (vote.height, vote.round, step) > (state.height, state.round, state.step)
+            && vote.verify(chain_id).is_ok()
+    }
+}
+
 /// Why the loop stopped on its own: going on could break safety, so the node stops instead.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
     /// The signer state could not be made durable, so no further vote may leave the node.
     #[error("cannot persist the signer state: {0}")]
     SignerState(String),
+    /// Another process signs with this validator's key.
+    #[error("another process signs with this validator's key: its {kind:?} for height {height} round {round} was not signed here; stopped without signing anything. Stop the other node (or, if this is the only one, start with --skip-doppelganger-check)")]
+    Doppelganger {
+        /// The vote's height.
+        height: u64,
+        /// Its round.
+        round: u32,
+        /// Its kind.
+        kind: VoteKind,
+    },
     /// The chain's upgrade schedule reaches a protocol version this binary does not
     /// implement; the node stops before that height rather than fork off.
     #[error("height {} follows protocol version {} under the genesis upgrade schedule, but this binary implements only up to version {}: stopped before that height; install a timed that implements it and start again", .0.height, .0.version, PROTOCOL_VERSION)]
@@ -110,11 +153,14 @@ pub struct Node {
     proposals_in_check: usize,
     /// The height the loop stops before.
     stop_before: Option<StopBefore>,
+    /// The signer, while the node watches for another process using its key.
+    watch: Option<DoppelgangerWatch>,
 }
 
 impl Node {
-    /// Builds the engine around `signer` (none for a full node), starts the sync task and the
-    /// transaction worker, and takes back the `restored` proposals a validator persisted.
+    /// Builds the engine around `signer` (none for a full node), held back for the
+    /// doppelganger watch of `watch_ms` (0: none), starts the sync task and the transaction
+    /// worker, and takes back the `restored` proposals a validator persisted.
     pub fn new(
         shared: Arc<Shared>,
         status: watch::Sender<Status>,
@@ -122,10 +168,22 @@ impl Node {
         signer: Option<Signer>,
         restored: Vec<ProposalMessage>,
         stop_before: Option<StopBefore>,
+        watch_ms: u64,
     ) -> Node {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let sync = sync::spawn(shared.clone(), internal_tx.clone());
         let validator_key = signer.as_ref().map(Signer::public_key);
+        let (signer, watch) = match signer {
+            Some(signer) if watch_ms > 0 => (
+                None,
+                Some(DoppelgangerWatch {
+                    signer,
+                    heights_left: DOPPELGANGER_HEIGHTS,
+                    until: Instant::now() + Duration::from_millis(watch_ms),
+                }),
+            ),
+            signer => (signer, None),
+        };
         Node {
             engine: Engine::new(shared.genesis.chain_id.clone(), engine_config, signer),
             validator_key,
@@ -142,6 +200,7 @@ impl Node {
             vote_nonce: rand::random(),
             proposals_in_check: 0,
             stop_before,
+            watch,
             proposals: restored
                 .into_iter()
                 .map(|m| ((m.proposal.height, m.proposal.block_hash), m))
@@ -160,6 +219,7 @@ impl Node {
         self.schedule_height(first_height);
         loop {
             let next_start = self.next_start;
+            let watch_until = self.watch.as_ref().map(|w| w.until);
             if let (Some(stop), Some((height, _))) = (self.stop_before, next_start) {
                 if height >= stop.height() {
                     return match stop {
@@ -183,6 +243,11 @@ impl Node {
                 Some(event) = self.internal_rx.recv() => self.on_internal(event).await?,
                 _ = tokio::time::sleep_until(next_start.map_or_else(Instant::now, |(_, at)| at)), if next_start.is_some() => {
                     self.start_height().await?;
+                }
+                // A watch that outlives its time within one height ends by starting the height
+                // again, which hands the engine the signer with its persisted lock.
+                _ = tokio::time::sleep_until(watch_until.unwrap_or_else(Instant::now)), if watch_until.is_some() && next_start.is_none() => {
+                    self.schedule_height(self.engine.height());
                 }
                 Some(event) = net_events.recv() => self.on_net_event(event).await?,
             }
@@ -216,6 +281,7 @@ impl Node {
                 return Ok(());
             }
         };
+        self.end_watch_if_due(height);
         self.timers.clear();
         self.height_started = Instant::now();
         self.proposal_seen = None;
@@ -243,6 +309,37 @@ impl Node {
             .await?;
         }
         Ok(())
+    }
+
+    /// Hands the engine its signer once the doppelganger watch has seen its heights or run
+    /// out of time, before `height` starts (the start restores the signer's lock).
+    fn end_watch_if_due(&mut self, height: u64) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if watch.heights_left > 0 && Instant::now() < watch.until {
+            watch.heights_left -= 1;
+            return;
+        }
+        if let Some(watch) = self.watch.take() {
+            info!(target: NODE_LOG_TARGET, height, "no other process signs with this validator's key: signing from this height on");
+            self.engine.enable_signer(watch.signer);
+        }
+    }
+
+    /// Stops the node if `vote` shows another process signing with this validator's key
+    /// while the watch lasts.
+    fn check_doppelganger(&self, vote: &Vote) -> Result<(), Fatal> {
+        match &self.watch {
+            Some(watch) if watch.signed_elsewhere(vote, &self.shared.genesis.chain_id) => {
+                Err(Fatal::Doppelganger {
+                    height: vote.height,
+                    round: vote.round,
+                    kind: vote.kind,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Remembers a proposal of a height the engine works on or buffers, within bounds.

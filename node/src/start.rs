@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use timecoin_consensus::Signer;
 use timecoin_ledger::{Genesis, Mempool, Store, PROTOCOL_VERSION};
-use timecoin_net::NetConfig;
+use timecoin_net::{Discovery, NetConfig};
 use timecoin_types::codec;
 use tokio::sync::watch;
 use tracing::info;
@@ -34,12 +34,21 @@ pub struct StartArgs {
     /// Bootstrap from this multiaddress instead of the configured ones (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<String>,
+    /// Announce this multiaddress to peers instead of the configured external addresses
+    /// (repeatable), e.g. `/ip4/203.0.113.7/tcp/26656`; the listen addresses are then not
+    /// advertised.
+    #[arg(long = "external-address", value_name = "MULTIADDR")]
+    pub external_address: Vec<String>,
     /// Serve JSON-RPC on this HOST:PORT instead of the configured one.
     #[arg(long)]
     pub rpc_listen: Option<SocketAddr>,
     /// Keep the database here instead of the configured data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Sign from the first height, without first watching the network for another process
+    /// using this validator's key: only when this is certainly the only one.
+    #[arg(long)]
+    pub skip_doppelganger_check: bool,
     /// Finalize up to the height before this one, then stop cleanly (exit 0) without signing
     /// anything at it: for coordinated upgrades and maintenance.
     #[arg(long)]
@@ -97,6 +106,9 @@ async fn start(args: StartArgs) -> Result<()> {
     if !args.bootstrap.is_empty() {
         config.p2p.bootstrap = args.bootstrap.clone();
     }
+    if !args.external_address.is_empty() {
+        config.p2p.external_addresses = args.external_address.clone();
+    }
     if let Some(addr) = args.rpc_listen {
         config.rpc.listen = addr;
     }
@@ -108,7 +120,8 @@ async fn start(args: StartArgs) -> Result<()> {
     let data_dir = resolve(home, &config.data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store = Arc::new(Store::open(&data_dir.join("timed.redb"))?);
+    let store = Store::open(&data_dir.join("timed.redb"))?;
+    let store = Arc::new(store.retaining(config.storage.retain_blocks));
     store.init_genesis(&genesis)?;
     let (tip, tip_hash) = store.tip()?;
     let stop_before = StopBefore::of(&genesis, args.halt_height);
@@ -166,6 +179,12 @@ async fn start(args: StartArgs) -> Result<()> {
             max_inbound_per_ip: config.p2p.max_inbound_per_ip,
             max_message_bytes: GOSSIP_LIMITS,
             max_sync_response_bytes: MAX_SYNC_RESPONSE_BYTES,
+            discovery: Discovery {
+                external_addresses: parse_addrs(&config.p2p.external_addresses)?,
+                persistent_peers: parse_addrs(&config.p2p.persistent_peers)?,
+                // The peers reached, so that a restart does not depend on the bootstrap list.
+                peer_table: Some(data_dir.join("peers.json")),
+            },
         },
         &mut registry,
     )
@@ -211,6 +230,11 @@ async fn start(args: StartArgs) -> Result<()> {
         signer,
         restored_proposals,
         stop_before,
+        if args.skip_doppelganger_check {
+            0
+        } else {
+            config.consensus.doppelganger_watch_ms
+        },
     );
     let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = node.run(tip + 1, net_events, sigterm).await;

@@ -9,6 +9,13 @@
 //! answer the request, or a block whose certificate does not verify against the validator set
 //! of its height. A peer whose answer may depend on our state or its own (an error, an empty
 //! list, a timeout, a block that does not apply here) is only backed off.
+//!
+//! A node that prunes block bodies (`[storage] retain_blocks`) serves the heights it still
+//! has; asked for blocks from below its retained range it answers with none (never with
+//! blocks that start elsewhere, which would not answer the request). The requester takes that
+//! as "ask another peer": a backoff, no penalty, since the peer is honest, it just does not
+//! keep those blocks. When every peer ahead answers so, the requester says in its log that no
+//! peer has the blocks it needs, and keeps asking at the backoff's pace.
 
 use crate::shared::{Internal, Shared};
 use crate::wire::{
@@ -16,10 +23,10 @@ use crate::wire::{
     MAX_SYNC_RESPONSE_BYTES,
 };
 use libp2p::PeerId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timecoin_ledger::{Genesis, Store};
+use timecoin_ledger::{Genesis, Store, StoreError};
 use timecoin_net::ResponseToken;
 use timecoin_types::codec;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -169,21 +176,38 @@ pub fn serve(shared: Arc<Shared>, peer: PeerId, request: Vec<u8>, channel: Respo
             Ok(SyncRequest::Blocks { count, .. }) if count > MAX_SYNC_BATCH => {
                 SyncResponse::Error(format!("at most {MAX_SYNC_BATCH} blocks per request"))
             }
-            Ok(SyncRequest::Blocks { from, count }) => read_blocks(&shared, from, count),
+            Ok(SyncRequest::Blocks { from, count }) => read_blocks(&shared.store, from, count),
         };
         shared.net.respond(channel, codec::encode(&response));
     });
 }
 
-fn read_blocks(shared: &Shared, from: u64, count: u32) -> SyncResponse {
+/// The stored blocks from `from` on, at most `count` and within the response limit; it stops
+/// at the first height it does not have: beyond the tip, or, on a pruning node, below its
+/// retained range (then it serves none, and the requester asks another peer).
+fn read_blocks(store: &Store, from: u64, count: u32) -> SyncResponse {
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     for height in from.max(1)..from.max(1).saturating_add(u64::from(count)) {
-        let (block, certificate) =
-            match (shared.store.block(height), shared.store.certificate(height)) {
-                (Ok(Some(b)), Ok(Some(c))) => (b, c),
-                _ => break,
-            };
+        let block = match store.block(height) {
+            Ok(Some(block)) => block,
+            Ok(None) => break,
+            Err(StoreError::Pruned { retained_from, .. }) => {
+                debug!(
+                    height,
+                    retained_from, "sync request for a pruned block: serving none"
+                );
+                break;
+            }
+            Err(err) => {
+                warn!(height, %err, "cannot read a block to serve");
+                break;
+            }
+        };
+        let certificate = match store.certificate(height) {
+            Ok(Some(certificate)) => certificate,
+            _ => break,
+        };
         let item = SyncedBlock { block, certificate };
         bytes += codec::encode(&item).len();
         // Stay under the response limit with room for the envelope.
@@ -305,6 +329,9 @@ async fn catch_up(
     let (start_tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
     let mut last_log = Instant::now();
     let mut turn = 0usize;
+    // Peers that claimed a higher tip but served no block from tip + 1 since the tip last
+    // moved: pruned nodes, mostly.
+    let mut without_blocks: HashSet<PeerId> = HashSet::new();
     loop {
         let (tip, _) = shared.store.tip().map_err(|e| e.to_string())?;
         let mut ahead: Vec<(PeerId, u64)> = peer_tips(shared, backoff)
@@ -313,6 +340,16 @@ async fn catch_up(
             .filter(|&(_, t)| t > tip)
             .collect();
         let Some(peer) = pick(&mut ahead, backoff, turn) else {
+            if !without_blocks.is_empty() {
+                warn!(
+                    height = tip + 1,
+                    peers = without_blocks.len(),
+                    "no peer has the blocks this node needs: every peer ahead served none from \
+                     this height (pruned nodes keep only their last [storage] retain_blocks \
+                     bodies); still asking, at each peer's backoff, until a node that keeps them \
+                     is reachable"
+                );
+            }
             if tip > start_tip {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 info!(
@@ -368,14 +405,15 @@ async fn catch_up(
             }
         };
         if blocks.is_empty() {
-            // It claimed more than it has, or pruned, or lost its data: not provable.
-            fail(
-                shared,
-                backoff,
-                peer,
-                false,
-                "no blocks although it claimed a higher tip",
+            // It pruned them (it keeps only its last bodies), or claimed more than it has, or
+            // lost its data: not provably a fault, so ask another peer.
+            without_blocks.insert(peer);
+            let why = format!(
+                "served no blocks from height {} although it claims tip {claimed} \
+                 (it may have pruned them)",
+                tip + 1
             );
+            fail(shared, backoff, peer, false, &why);
             continue;
         }
         let consecutive = blocks.iter().enumerate().all(|(i, b)| {
@@ -402,6 +440,7 @@ async fn catch_up(
         match done_rx.await.map_err(|_| "node stopped".to_string())? {
             Ok(new_tip) => {
                 backoff.succeeded(&peer);
+                without_blocks.clear();
                 if last_log.elapsed() > Duration::from_secs(2) {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     info!(
@@ -422,179 +461,4 @@ async fn catch_up(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testnet;
-    use std::collections::HashSet;
-    use timecoin_ledger::Block;
-    use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind};
-
-    struct Chain {
-        _dir: tempfile::TempDir,
-        store: Store,
-        genesis: Genesis,
-        keys: Vec<Keypair>,
-    }
-
-    fn chain() -> Chain {
-        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
-        // A chain as `timed testnet` generates it.
-        let validators = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| testnet::genesis_validator(format!("v{i}"), k.public()))
-            .collect();
-        let faucet = Address::of(&keys[0].public());
-        let genesis = testnet::genesis(
-            "sync-test".into(),
-            1_700_000_000_000,
-            1000,
-            validators,
-            faucet,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.redb")).unwrap();
-        store.init_genesis(&genesis).unwrap();
-        Chain {
-            _dir: dir,
-            store,
-            genesis,
-            keys,
-        }
-    }
-
-    impl Chain {
-        fn next_block(&self) -> Block {
-            let (tip, _) = self.store.tip().unwrap();
-            let set = self.store.validator_set(tip + 1).unwrap();
-            let proposer = set.proposer(tip + 1, 0).public_key;
-            let time = self.genesis.slot_time_ms(tip + 1);
-            self.store
-                .build_block(&self.genesis, 0, proposer, time, Vec::new())
-                .unwrap()
-        }
-
-        fn certify(&self, block: &Block, signers: usize) -> Certificate {
-            let votes: Vec<Vote> = self.keys[..signers]
-                .iter()
-                .map(|k| {
-                    let hash = Some(block.hash());
-                    Vote::sign(
-                        "sync-test",
-                        k,
-                        VoteKind::Precommit,
-                        block.header.height,
-                        0,
-                        hash,
-                    )
-                })
-                .collect();
-            Certificate::from_votes(block.header.height, 0, block.hash(), &votes)
-        }
-    }
-
-    #[test]
-    fn only_a_fully_verified_next_block_is_applied() {
-        let c = chain();
-        let apply = |block: &Block, certificate: Certificate| {
-            let item = SyncedBlock {
-                block: block.clone(),
-                certificate,
-            };
-            check_and_apply(&c.store, &c.genesis, &item)
-        };
-        let first = c.next_block();
-
-        let weak = apply(&first, c.certify(&first, 2)).unwrap_err();
-        assert!(weak.is_invalid_everywhere(), "{weak}");
-        assert!(weak.to_string().contains("below two thirds"), "{weak}");
-        let mut other = first.clone();
-        other.header.time_ms += 1;
-        let misdirected = apply(&first, c.certify(&other, 3)).unwrap_err();
-        assert!(misdirected.is_invalid_everywhere(), "{misdirected}");
-        assert!(
-            misdirected.to_string().contains("certificate"),
-            "{misdirected}"
-        );
-        let mut forged = first.clone();
-        forged.rewards[0].amount += 1;
-        let bad_rewards = apply(&forged, c.certify(&forged, 3)).unwrap_err();
-        assert!(!bad_rewards.to_string().is_empty());
-        assert_eq!(c.store.tip().unwrap().0, 0, "nothing applied");
-
-        apply(&first, c.certify(&first, 3)).unwrap();
-        assert_eq!(c.store.tip().unwrap(), (1, first.hash()));
-        // Certified, but no longer the next block here: our state, not the peer's fault.
-        let again = apply(&first, c.certify(&first, 4)).unwrap_err();
-        assert!(!again.is_invalid_everywhere(), "{again}");
-        assert_eq!(c.store.tip().unwrap().0, 1);
-    }
-
-    #[test]
-    fn backoff_doubles_per_failure_up_to_its_bound_and_a_success_clears_it() {
-        let mut backoff = Backoff::default();
-        let peer = PeerId::random();
-        let t0 = Instant::now();
-        assert!(!backoff.is_waiting(&peer, t0));
-        let delays: Vec<u64> = (0..12)
-            .map(|_| backoff.failed(peer, t0).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-        assert_eq!(backoff.failures(&peer), 12);
-        assert!(backoff.is_waiting(&peer, t0 + Duration::from_secs(299)));
-        assert!(!backoff.is_waiting(&peer, t0 + Duration::from_secs(300)));
-        // Many more failures never overflow.
-        for _ in 0..100 {
-            assert_eq!(backoff.failed(peer, t0), BACKOFF_MAX);
-        }
-        backoff.succeeded(&peer);
-        assert!(!backoff.is_waiting(&peer, t0));
-        assert_eq!(backoff.failures(&peer), 0);
-        assert_eq!(
-            backoff.failed(peer, t0),
-            BACKOFF_BASE,
-            "a success starts over"
-        );
-    }
-
-    #[test]
-    fn backoff_is_per_peer_and_bounded_in_peers() {
-        let mut backoff = Backoff::default();
-        let t0 = Instant::now();
-        let (liar, honest) = (PeerId::random(), PeerId::random());
-        backoff.failed(liar, t0);
-        backoff.failed(liar, t0);
-        assert!(backoff.is_waiting(&liar, t0 + Duration::from_secs(1)));
-        assert!(!backoff.is_waiting(&honest, t0));
-        // The oldest-ending entries make room for new ones; the count stays bounded.
-        for i in 0..2 * BACKOFF_PEERS {
-            backoff.failed(PeerId::random(), t0 + Duration::from_millis(i as u64));
-        }
-        assert_eq!(backoff.peers.len(), BACKOFF_PEERS);
-        assert!(
-            !backoff.is_waiting(&liar, t0),
-            "the earliest entry was forgotten"
-        );
-    }
-
-    #[test]
-    fn the_peer_with_fewest_failures_is_asked_rotating_among_equals() {
-        let mut backoff = Backoff::default();
-        let t0 = Instant::now();
-        let liar = PeerId::random();
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let mut ahead = vec![(liar, 1_000_000), (a, 10), (b, 12)];
-        let picks: HashSet<PeerId> = (0..4)
-            .filter_map(|turn| pick(&mut ahead, &backoff, turn))
-            .collect();
-        assert_eq!(picks.len(), 3, "without failures every peer gets a turn");
-        backoff.failed(liar, t0);
-        for turn in 0..6 {
-            assert_ne!(pick(&mut ahead, &backoff, turn), Some(liar));
-        }
-        // Once only the liar is ahead, it is asked again (when its backoff has passed).
-        let mut only_liar = vec![(liar, 1_000_000)];
-        assert_eq!(pick(&mut only_liar, &backoff, 0), Some(liar));
-        assert_eq!(pick(&mut Vec::new(), &backoff, 0), None);
-    }
-}
+mod tests;

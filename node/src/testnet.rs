@@ -164,6 +164,7 @@ pub fn run(args: TestnetArgs) -> Result<()> {
             },
             consensus: ConsensusConfig::default(),
             mempool: MempoolConfig::default(),
+            storage: Default::default(),
         };
         config.save(&home.dir)?;
     }

@@ -17,29 +17,6 @@ use timecoin_ledger::{
 use timecoin_types::{codec, Address, Hash256, Keypair, COIN};
 
 /// Waits until `node` reports `txid` finalized; returns its height.
-fn finalized_height(node: &NodeProc, txid: &str, context: impl Fn() -> String) -> u64 {
-    wait_until(
-        &format!("transaction {txid} is finalized"),
-        Duration::from_secs(60),
-        || {
-            let tx = node.rpc("gettransaction", json!([txid])).ok()?;
-            (tx["status"] == "finalized").then(|| tx["height"].as_u64().unwrap())
-        },
-        context,
-    )
-}
-
-/// Signers of the certificate of `height`, as printed public keys.
-fn signers(node: &NodeProc, height: u64) -> Vec<String> {
-    let proof = node.rpc("getfinalityproof", json!([height])).unwrap();
-    proof["signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["validator"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn total_weight(node: &NodeProc, height: u64) -> u64 {
     node.rpc("getfinalityproof", json!([height])).unwrap()["total_weight"]
         .as_u64()
@@ -168,13 +145,13 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
         Duration::from_secs(60),
         || {
             let tip = joiner.height()?;
-            (enters_at..=tip).find(|&h| signers(&joiner, h).contains(&joiner_key))
+            (enters_at..=tip).find(|&h| certificate_signers(&joiner, h).contains(&joiner_key))
         },
         || logs(&net, &joiner),
     );
     assert!(first_signed >= enters_at);
     for h in 1..enters_at {
-        assert!(!signers(&net.nodes[0], h).contains(&joiner_key));
+        assert!(!certificate_signers(&net.nodes[0], h).contains(&joiner_key));
     }
     wait_until(
         "the joiner proposes a block",
@@ -195,7 +172,7 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     net.wait_height(&live, from + 10, Duration::from_secs(90));
     for h in from + 1..=from + 10 {
         // A quorum of 4 of the 5 equal weights needs every live member, the joiner included.
-        assert!(signers(&net.nodes[0], h).contains(&joiner_key));
+        assert!(certificate_signers(&net.nodes[0], h).contains(&joiner_key));
     }
 
     // Leaving: deregistered at d, out of the set from d + 2, collateral locked until
@@ -245,7 +222,7 @@ fn a_validator_joins_from_a_bootstrap_address_votes_and_leaves_again() {
     );
     assert_eq!(total_weight(&net.nodes[0], leaves_at), genesis_weight);
     for h in leaves_at..=leaves_at + 5 {
-        assert!(!signers(&net.nodes[0], h).contains(&joiner_key));
+        assert!(!certificate_signers(&net.nodes[0], h).contains(&joiner_key));
     }
     assert!(validator_entry(&net.nodes[0], &joiner_key).is_none());
     // The joiner keeps following the chain as a full node.

@@ -140,15 +140,7 @@ fn wallet_transfer_lands_once_and_bad_input_is_refused() {
         .to_string();
 
     let txid = wallet_send(&faucet, &receiver_address, "12.5", &rpc);
-    let height = wait_until(
-        "the transfer is finalized",
-        Duration::from_secs(60),
-        || {
-            let tx = net.nodes[2].rpc("gettransaction", json!([txid])).ok()?;
-            (tx["status"] == "finalized").then(|| tx["height"].as_u64().unwrap())
-        },
-        || net.logs(),
-    );
+    let height = finalized_height(&net.nodes[2], &txid, || net.logs());
     let balance = timed(&[
         "wallet",
         "balance",

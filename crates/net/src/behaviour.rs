@@ -85,6 +85,7 @@ impl Behaviour {
         key: &Keypair,
         config: &NetConfig,
         protocols: &Protocols,
+        hide_listen_addrs: bool,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, NetError> {
         let local_peer_id = key.public().to_peer_id();
@@ -129,7 +130,10 @@ impl Behaviour {
         let identify = identify::Behaviour::new(
             identify::Config::new(protocols.identify_version.clone(), key.public())
                 .with_agent_version(format!("timed/{}", env!("CARGO_PKG_VERSION")))
-                .with_push_listen_addr_updates(true),
+                .with_push_listen_addr_updates(true)
+                // With external addresses configured, identify announces those alone; the
+                // listen addresses (often private, or a wildcard's interfaces) stay local.
+                .with_hide_listen_addrs(hide_listen_addrs),
         );
 
         let sync = request_response::Behaviour::with_codec(

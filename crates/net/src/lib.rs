@@ -9,7 +9,10 @@
 //! * Kademlia (`/timecoin/<chain_id>/kad/1.0.0`, server mode) and identify for discovery; peers
 //!   announcing another chain are disconnected;
 //! * request-response on `/timecoin/<chain_id>/sync/1` for catch-up, with hard size limits;
-//! * ping and connection limits.
+//! * ping and connection limits;
+//! * reachability ([`Discovery`]): announced external addresses (the private listen addresses
+//!   are then kept to ourselves), persistent peers redialled with backoff, and a table of the
+//!   peers reached, saved across restarts.
 //!
 //! The node talks to the swarm task through a cloneable [`NetHandle`] and receives
 //! [`NetEvent`]s from the receiver returned by [`start`].
@@ -19,10 +22,13 @@
 mod behaviour;
 mod codec;
 mod gate;
+mod peer_table;
 mod pending;
+mod persistent;
 mod task;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -121,6 +127,28 @@ pub struct NetConfig {
     pub max_message_bytes: MessageLimits,
     /// Largest sync response this node sends or accepts.
     pub max_sync_response_bytes: usize,
+    /// External addresses, persistent peers and the saved peer table.
+    pub discovery: Discovery,
+}
+
+/// How the node is found and keeps its peers beyond the bootstrap list; the default (all
+/// empty) is a node that announces its listen addresses and forgets its peers on exit.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// Addresses at which other nodes reach this one (a public IP, a port forwarded by a NAT
+    /// or a load balancer), e.g. `/ip4/203.0.113.7/tcp/26656`. When any is given, identify
+    /// (and through it other nodes' Kademlia tables) announces these and only these: the
+    /// listen addresses, often private, are not advertised. A trailing `/p2p/<own id>` is
+    /// allowed.
+    pub external_addresses: Vec<Multiaddr>,
+    /// Peers to stay connected to, each ending in `/p2p/<PeerId>`: dialled at start and
+    /// redialled with exponential backoff (1 s doubling to 60 s, with jitter) whenever not
+    /// connected, forever. They are reserved: the connection limits never refuse them.
+    pub persistent_peers: Vec<Multiaddr>,
+    /// Where the table of peers this node reached is kept (e.g. `<data dir>/peers.json`):
+    /// read at start to seed Kademlia and dial a few of them, written periodically and at
+    /// shutdown. A missing or corrupt file is ignored with a warning. `None`: no table.
+    pub peer_table: Option<PathBuf>,
 }
 
 /// The node's verdict on a gossip message.

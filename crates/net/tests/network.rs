@@ -1,13 +1,19 @@
 //! Real swarms over TCP on 127.0.0.1, several per test, synchronised on events with deadlines.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
 use timecoin_net::{
-    start, Acceptance, Keypair, MessageLimits, Multiaddr, NetConfig, NetError, NetEvent, NetEvents,
-    NetHandle, PeerId, Topic,
+    start, Acceptance, Discovery, Keypair, MessageLimits, Multiaddr, NetConfig, NetError, NetEvent,
+    NetEvents, NetHandle, PeerId, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -44,6 +50,26 @@ impl Node {
     async fn wait_connected(&mut self, peer: PeerId) {
         self.wait_for("peer connected", |e| match e {
             NetEvent::PeerConnected(p) if p == peer => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
+    /// Waits until each of `peers` has been reported connected, in any order.
+    async fn wait_connected_all(&mut self, peers: &[PeerId]) {
+        let mut missing: HashSet<PeerId> = peers.iter().copied().collect();
+        self.wait_for("peers connected", |e| {
+            if let NetEvent::PeerConnected(p) = e {
+                missing.remove(&p);
+            }
+            missing.is_empty().then_some(())
+        })
+        .await;
+    }
+
+    async fn wait_disconnected(&mut self, peer: PeerId) {
+        self.wait_for("peer disconnected", |e| match e {
+            NetEvent::PeerDisconnected(p) if p == peer => Some(()),
             _ => None,
         })
         .await;
@@ -130,12 +156,25 @@ fn config(chain_id: &str, bootstrap: &[&Node], max_peers: u32) -> NetConfig {
             tx: 1 << 16,
         },
         max_sync_response_bytes: 1 << 20,
+        discovery: Discovery::default(),
     }
 }
 
 async fn spawn(config: NetConfig) -> Node {
     let mut registry = Registry::default();
     let (handle, events) = start(config, &mut registry).await.expect("network starts");
+    node(handle, events, registry).await
+}
+
+async fn spawn_with(config: NetConfig, discovery: Discovery) -> Node {
+    spawn(NetConfig {
+        discovery,
+        ..config
+    })
+    .await
+}
+
+async fn node(handle: NetHandle, events: NetEvents, registry: Registry) -> Node {
     let listen = handle.listen_addrs().await;
     assert!(!listen.is_empty(), "listen address reported at start");
     let addr = listen[0]
@@ -449,12 +488,9 @@ async fn oversized_messages_are_refused_per_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_from_one_address_cannot_crowd_out_a_reserved_peer() {
-    let friend_key = Keypair::generate_ed25519();
-    let friend = spawn(NetConfig {
-        keypair: friend_key.clone(),
-        ..config("crowd", &[], 16)
-    })
-    .await;
+    let friend_config = config("crowd", &[], 16);
+    let friend_key = friend_config.keypair.clone();
+    let friend = spawn(friend_config).await;
     // The validator names `friend` as a bootstrap peer, which reserves it, lists `sentry` as
     // a reserved peer, and admits at most two inbound connections of other peers from one
     // address.
@@ -494,4 +530,235 @@ async fn strangers_from_one_address_cannot_crowd_out_a_reserved_peer() {
     validator.wait_connected(sentry.peer_id()).await;
     let peers = validator.handle.peers().await;
     assert!(peers.len() <= 8, "max_peers holds: {}", peers.len());
+}
+
+/// A bare client: identify, and ping so that the node does not close the connection for
+/// want of it.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct IdentifyClient {
+    identify: identify::Behaviour,
+    ping: libp2p::ping::Behaviour,
+}
+
+/// What `target` tells a bare identify client (speaking `chain`'s identify version) about
+/// itself.
+async fn identify_info(chain: &str, target: &Node) -> identify::Info {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| IdentifyClient {
+            identify: identify::Behaviour::new(identify::Config::new(
+                format!("/timecoin/{chain}/1.0.0"),
+                key.public(),
+            )),
+            ping: libp2p::ping::Behaviour::default(),
+        })
+        .unwrap()
+        // Nothing else keeps the connection open until identify has answered.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(DEADLINE))
+        .build();
+    swarm.dial(target.addr.clone()).unwrap();
+    let target = target.peer_id();
+    timeout(DEADLINE, async {
+        loop {
+            if let SwarmEvent::Behaviour(IdentifyClientEvent::Identify(
+                identify::Event::Received { peer_id, info, .. },
+            )) = swarm.select_next_some().await
+            {
+                if peer_id == target {
+                    return info;
+                }
+            }
+        }
+    })
+    .await
+    .expect("identify info received")
+}
+
+fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if let Some(Protocol::P2p(_)) = addr.iter().last() {
+        addr.pop();
+    }
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_addresses_replace_the_listen_addresses_in_identify() {
+    let external: Multiaddr = "/ip4/203.0.113.7/tcp/26656".parse().unwrap();
+    let announcing = spawn_with(
+        config("external", &[], 8),
+        Discovery {
+            external_addresses: vec![external.clone()],
+            ..Discovery::default()
+        },
+    )
+    .await;
+    let info = identify_info("external", &announcing).await;
+    assert_eq!(info.listen_addrs, vec![external]);
+
+    // Without external addresses a node announces what it listens on, as before.
+    let plain = spawn(config("external", &[], 8)).await;
+    let info = identify_info("external", &plain).await;
+    assert_eq!(info.listen_addrs, vec![without_p2p(&plain.addr)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_peer_that_comes_back_is_redialled() {
+    let b_config = config("persistent", &[], 8);
+    let b_key = b_config.keypair.clone();
+    let b = spawn(b_config).await;
+    let port = tcp_port(&b.addr);
+    // No bootstrap peer on either side: only a's persistent-peer entry joins them.
+    let mut a = spawn_with(
+        config("persistent", &[], 8),
+        Discovery {
+            persistent_peers: vec![b.addr.clone()],
+            ..Discovery::default()
+        },
+    )
+    .await;
+    a.wait_connected(b.peer_id()).await;
+
+    b.handle.shutdown().await;
+    a.wait_disconnected(b.peer_id()).await;
+    // a keeps dialling while b is down (and those dials fail).
+    let dials = a.metric("timecoin_net_persistent_peer_dials_total");
+    eventually("a redials b while it is down", || async {
+        a.metric("timecoin_net_persistent_peer_dials_total") > dials
+    })
+    .await;
+
+    // b comes back at the same address, knowing nobody; a reconnects.
+    let b = spawn(NetConfig {
+        keypair: b_key,
+        listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
+        ..config("persistent", &[], 8)
+    })
+    .await;
+    a.wait_connected(b.peer_id()).await;
+    assert!(a.metric("timecoin_net_persistent_peer_dials_total") > dials + 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_finds_its_peers_in_the_saved_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("peers.json");
+    // A corrupt table is ignored (and replaced at the next save).
+    std::fs::write(&table, b"{ not a peer table").unwrap();
+    let x = spawn(config("table", &[], 8)).await;
+    let mut y = spawn(config("table", &[&x], 8)).await;
+    y.wait_connected(x.peer_id()).await;
+
+    // r bootstraps from x and finds y through Kademlia.
+    let r_key = Keypair::generate_ed25519();
+    let discovery = Discovery {
+        peer_table: Some(table.clone()),
+        ..Discovery::default()
+    };
+    let mut r = spawn_with(
+        NetConfig {
+            keypair: r_key.clone(),
+            ..config("table", &[&x], 8)
+        },
+        discovery.clone(),
+    )
+    .await;
+    r.wait_connected_all(&[x.peer_id(), y.peer_id()]).await;
+    // Written at shutdown, which returns once the table is on disk and the swarm gone.
+    r.handle.shutdown().await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&table).unwrap()).expect("the saved table is JSON");
+    let saved_ids: HashSet<&str> = saved["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap())
+        .collect();
+    let (x_id, y_id) = (x.peer_id().to_base58(), y.peer_id().to_base58());
+    assert_eq!(saved_ids, HashSet::from([x_id.as_str(), y_id.as_str()]));
+
+    // Restarted on another port with no bootstrap peer: x and y cannot know where it is, so
+    // the connections are r's own dials of its saved peers.
+    let mut r = spawn_with(
+        NetConfig {
+            keypair: r_key,
+            ..config("table", &[], 8)
+        },
+        discovery,
+    )
+    .await;
+    r.wait_connected_all(&[x.peer_id(), y.peer_id()]).await;
+    r.handle.shutdown().await;
+}
+
+/// Accepts connections on `listener` and pipes each to `target`; counts them.
+fn forward(listener: tokio::net::TcpListener, target: u16) -> Arc<AtomicUsize> {
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let count = forwarded.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    forwarded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reachable_only_at_its_announced_address_is_found_and_dialled() {
+    let mut hub = spawn(config("announced", &[], 8)).await;
+    // The "public" address: 127.0.0.2, forwarded to the node's real listener on 127.0.0.1
+    // (like a NAT's port forwarding).
+    let public = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let public_port = public.local_addr().unwrap().port();
+    let announced: Multiaddr = format!("/ip4/127.0.0.2/tcp/{public_port}").parse().unwrap();
+
+    // `hidden` dials the hub (so the hub learns its address only from identify) and is kept
+    // from dialling anyone else (one peer at most, the hub); the newcomer is reserved so that
+    // it is admitted all the same.
+    let newcomer_key = Keypair::generate_ed25519();
+    let mut hidden_config = config("announced", &[&hub], 1);
+    hidden_config.reserved = vec![newcomer_key.public().to_peer_id()];
+    let hidden = spawn_with(
+        hidden_config,
+        Discovery {
+            external_addresses: vec![announced.clone()],
+            ..Discovery::default()
+        },
+    )
+    .await;
+    let forwarded = forward(public, tcp_port(&hidden.addr));
+    hub.wait_connected(hidden.peer_id()).await;
+
+    // The newcomer knows only the hub; Kademlia tells it the announced address.
+    let mut newcomer = spawn(NetConfig {
+        keypair: newcomer_key,
+        ..config("announced", &[&hub], 8)
+    })
+    .await;
+    newcomer.wait_connected(hidden.peer_id()).await;
+    assert!(forwarded.load(Ordering::SeqCst) >= 1);
+    let hidden_id = hidden.peer_id().to_base58();
+    let peers = newcomer.handle.peers().await;
+    let entry = peers.iter().find(|p| p.peer_id == hidden_id).unwrap();
+    assert!(
+        entry
+            .addresses
+            .iter()
+            .any(|a| a.starts_with(&announced.to_string())),
+        "{:?}",
+        entry.addresses
+    );
 }

@@ -139,6 +139,7 @@ impl Node {
             Err(refused) => return Ok(refused),
         };
         self.note_height(vote.height);
+        self.check_doppelganger(&vote)?;
         let seen = (
             vote.validator,
             vote.height,

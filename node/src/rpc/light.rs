@@ -23,7 +23,8 @@ fn set_at(store: &Store, height: u64) -> Result<ValidatorSet, ErrorObjectOwned> 
     })
 }
 
-/// The light block of finalized `height`: header, certificate, its set and the next.
+/// The light block of finalized `height`: header, certificate, its set and the next (all
+/// kept for every height, also where the body is pruned).
 fn light_block(store: &Store, height: u64) -> Result<LightBlock, ErrorObjectOwned> {
     if height == 0 {
         return Err(error(
@@ -32,13 +33,16 @@ fn light_block(store: &Store, height: u64) -> Result<LightBlock, ErrorObjectOwne
         ));
     }
     let missing = || error(NOT_FOUND, format!("no finalized block at height {height}"));
-    let block = store.block(height).map_err(internal)?.ok_or_else(missing)?;
+    let header = store
+        .header(height)
+        .map_err(internal)?
+        .ok_or_else(missing)?;
     let certificate = store
         .certificate(height)
         .map_err(internal)?
         .ok_or_else(missing)?;
     Ok(LightBlock {
-        header: block.header,
+        header,
         certificate,
         validators: set_at(store, height)?,
         next_validators: set_at(store, height + 1)?,

@@ -18,7 +18,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use timecoin_consensus::Evidence;
-use timecoin_ledger::{Block, OutPoint, Stake, StakeRecord, Transaction, ACTIVATION_DELAY};
+use timecoin_ledger::{
+    Block, OutPoint, Stake, StakeRecord, StoreError, Transaction, ACTIVATION_DELAY,
+};
 use timecoin_types::{codec, Address, Hash256, Proposal, PublicKey, Validator, ValidatorSet, Vote};
 use tokio::sync::broadcast;
 
@@ -65,12 +67,27 @@ fn parse_address(text: &str) -> Result<Address, ErrorObjectOwned> {
         .map_err(|e| error(INVALID_PARAMS, format!("invalid address: {e}")))
 }
 
+/// The finalized block at `height`; "not found", saying so, when this node pruned its body.
 fn block_at(shared: &Shared, height: u64) -> Result<Block, ErrorObjectOwned> {
     shared
         .store
         .block(height)
-        .map_err(internal)?
+        .map_err(|e| match e {
+            StoreError::Pruned {
+                height,
+                retained_from,
+            } => error(NOT_FOUND, pruned_message(height, retained_from)),
+            other => internal(other),
+        })?
         .ok_or_else(|| error(NOT_FOUND, format!("no finalized block at height {height}")))
+}
+
+/// What `getblock` and `gettxproof` answer for a height whose body was pruned here.
+fn pruned_message(height: u64, retained_from: u64) -> String {
+    format!(
+        "block {height} is pruned: this node keeps block bodies from height {retained_from} on; \
+         headers and certificates are kept (getlightblock, getfinalityproof)"
+    )
 }
 
 fn block_json(shared: &Shared, block: &Block) -> RpcResult {
@@ -437,6 +454,7 @@ where
         let shared = self.shared.clone();
         match request.uri().path() {
             "/metrics" => {
+                shared.metrics.refresh_store(&shared.store);
                 let text = shared.metrics.encode();
                 let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
                 Box::pin(async move { Ok(respond(200, content_type, HttpBody::from(text))) })
@@ -552,75 +570,4 @@ fn validators_json(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use timecoin_types::Keypair;
-
-    fn member(seed: u8) -> Validator {
-        Validator {
-            public_key: Keypair::from_seed([seed; 32]).public(),
-            weight: 1000,
-            reward_address: Address([seed; 20]),
-        }
-    }
-
-    fn record(seed: u8, unlock_height: Option<u64>) -> StakeRecord {
-        StakeRecord {
-            public_key: member(seed).public_key,
-            reward_address: Address([seed; 20]),
-            owner: Address([seed + 100; 20]),
-            amount: 1000,
-            unlock_height,
-        }
-    }
-
-    fn outpoint(n: u8) -> OutPoint {
-        OutPoint {
-            txid: Hash256::digest(&[n]),
-            index: 0,
-        }
-    }
-
-    #[test]
-    fn shows_the_next_set_then_pending_entries_and_exits() {
-        // 1 is a genesis validator, 2 is leaving, 3 is entering at tip + 2.
-        let next = ValidatorSet::new(vec![member(1), member(2)]).unwrap();
-        let after = ValidatorSet::new(vec![member(1), member(3)]).unwrap();
-        let stakes = [
-            (outpoint(2), record(2, Some(30))),
-            (outpoint(3), record(3, None)),
-        ];
-        let list = validators_json(10, &next, &after, &stakes);
-        let list = list.as_array().unwrap();
-        assert_eq!(list.len(), 3);
-        let find = |seed: u8| {
-            list.iter()
-                .find(|v| v["public_key"] == member(seed).public_key.to_string())
-                .unwrap()
-        };
-        assert_eq!(find(1)["status"], "active");
-        assert_eq!(find(1)["stake"], Value::Null);
-        assert!(find(1).get("effective_height").is_none());
-        assert_eq!(find(2)["status"], "leaving");
-        assert_eq!(find(2)["effective_height"], 12);
-        assert_eq!(find(2)["unlock_height"], 30);
-        assert_eq!(find(2)["stake"], outpoint(2).to_string());
-        assert_eq!(find(3)["status"], "entering");
-        assert_eq!(find(3)["effective_height"], 12);
-        assert_eq!(find(3)["owner"], Address([103; 20]).to_string());
-        // The set members come first, so a client can still rebuild the next height's set.
-        assert_ne!(list[2]["status"], "active");
-    }
-
-    #[test]
-    fn a_re_registered_key_shows_its_bonded_stake() {
-        let set = ValidatorSet::new(vec![member(2)]).unwrap();
-        let stakes = [
-            (outpoint(1), record(2, Some(5))),
-            (outpoint(2), record(2, None)),
-        ];
-        let list = validators_json(10, &set, &set, &stakes);
-        assert_eq!(list[0]["stake"], outpoint(2).to_string());
-        assert!(list[0].get("unlock_height").is_none());
-    }
-}
+mod tests;

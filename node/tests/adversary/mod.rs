@@ -86,6 +86,7 @@ pub async fn swarm(
         max_inbound_per_ip: max_peers,
         max_message_bytes: limits,
         max_sync_response_bytes: MAX_SYNC_RESPONSE_BYTES,
+        discovery: Default::default(),
     };
     let (net, events) = timecoin_net::start(config, &mut registry)
         .await

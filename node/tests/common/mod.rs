@@ -533,3 +533,27 @@ pub fn wallet_send(key: &str, to: &str, amount: &str, rpc: &str) -> String {
     .trim()
     .to_string()
 }
+
+/// Waits up to a minute for transaction `txid` to be finalized on `node`; its height.
+pub fn finalized_height(node: &NodeProc, txid: &str, context: impl Fn() -> String) -> u64 {
+    wait_until(
+        &format!("transaction {txid} is finalized"),
+        Duration::from_secs(60),
+        || {
+            let tx = node.rpc("gettransaction", json!([txid])).ok()?;
+            (tx["status"] == "finalized").then(|| tx["height"].as_u64().unwrap())
+        },
+        context,
+    )
+}
+
+/// Signers of the certificate of `height`, as printed public keys.
+pub fn certificate_signers(node: &NodeProc, height: u64) -> Vec<String> {
+    let proof = node.rpc("getfinalityproof", json!([height])).unwrap();
+    proof["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["validator"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -117,6 +117,13 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
         self.current.as_ref().is_some_and(|h| h.decided)
     }
 
+    /// Makes a follower vote from its next [`Engine::start_height`] on (which restores the
+    /// signer's lock): the node holds the signer back while it checks that no other process
+    /// signs with the same key.
+    pub fn enable_signer(&mut self, signer: Signer) {
+        self.signer = Some(signer);
+    }
+
     /// The signer, if this engine votes.
     pub fn signer(&self) -> Option<&Signer> {
         self.signer.as_ref()

@@ -2,11 +2,11 @@
 //! one write transaction that either commits whole or leaves the file as it was.
 
 use super::tables::{
-    address_key, check_genesis, read_set, read_state, read_tip, Tip, ADDRESS_UTXOS, BLOCKS,
-    BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES, META, META_GENESIS, META_STATE, META_TIP, STAKES,
-    TXS, UTXOS, VALIDATOR_SETS,
+    address_key, check_genesis, read_pruned_below, read_set, read_state, read_tip, Tip,
+    ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META, META_GENESIS,
+    META_PRUNED_BELOW, META_STATE, META_TIP, STAKES, TXS, UTXOS, VALIDATOR_SETS,
 };
-use super::{check_spends, Store, StoreError, TxLocation};
+use super::{check_spends, Store, StoreError, TxLocation, PRUNE_BATCH};
 use crate::block::{reward_outpoint, Block};
 use crate::genesis::Genesis;
 use crate::stake::ACTIVATION_DELAY;
@@ -61,11 +61,14 @@ impl<'txn> Utxos<'txn> {
     }
 }
 
-/// Indexes `block` (hash `hash`) at its height: the block itself and both hash indexes.
+/// Indexes `block` (hash `hash`) at its height: the block itself, its header and both hash
+/// indexes.
 fn insert_block(txn: &WriteTransaction, block: &Block, hash: &Hash256) -> Result<(), StoreError> {
     let height = block.header.height;
     txn.open_table(BLOCKS)?
         .insert(height, codec::encode(block).as_slice())?;
+    txn.open_table(HEADERS)?
+        .insert(height, codec::encode(&block.header).as_slice())?;
     txn.open_table(BLOCK_HEIGHTS)?
         .insert(hash.as_bytes(), height)?;
     txn.open_table(BLOCK_HASHES)?
@@ -187,10 +190,38 @@ impl Store {
             )?;
             meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
             meta.insert(META_STATE, state.to_bytes().as_slice())?;
+            if self.retain_blocks > 0 {
+                prune_bodies(&txn, &mut meta, height, self.retain_blocks)?;
+            }
         }
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Deletes the bodies that fall out of the last `retain` heights once `tip` is applied (at
+/// most [`PRUNE_BATCH`] of them) and raises `pruned_below` past them, in the apply's
+/// transaction.
+fn prune_bodies(
+    txn: &WriteTransaction,
+    meta: &mut Table<&'static str, &'static [u8]>,
+    tip: u64,
+    retain: u64,
+) -> Result<(), StoreError> {
+    let Some(keep_from) = (tip + 1).checked_sub(retain) else {
+        return Ok(());
+    };
+    let from = read_pruned_below(meta)?;
+    let to = keep_from.min(from.saturating_add(PRUNE_BATCH));
+    if to <= from {
+        return Ok(());
+    }
+    let mut blocks = txn.open_table(BLOCKS)?;
+    for height in from..to {
+        blocks.remove(height)?;
+    }
+    meta.insert(META_PRUNED_BELOW, to.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 /// Refuses a block whose header names another state than the one it leads to.

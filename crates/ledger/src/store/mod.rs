@@ -3,6 +3,10 @@
 //! evidence. Applying a finalized block is a single write transaction, so after a crash the
 //! file is at the previous block or the next one, never in between.
 //!
+//! A store opened [`Store::retaining`] N blocks keeps the bodies (transactions, rewards) of
+//! the last N heights only, deleting the oldest in the same write transaction as each block
+//! applied; headers, certificates and validator sets are kept for every height.
+//!
 //! [`tables`] names every table and the layout of its keys and values (the on-disk format);
 //! [`read`] answers queries and checks transactions and blocks against one read snapshot;
 //! [`apply`] writes the genesis and finalized blocks. Assembling a block from candidates is
@@ -15,10 +19,13 @@ use crate::validate::{
     check_block_spends, state_after, BlockError, CheckedTxs, StakeChanges, TxError,
 };
 use crate::{Block, Genesis, StateHash};
-use redb::{Database, ReadableDatabase, ReadableTable};
-use std::path::Path;
-use tables::{create_tables, read_record, EVIDENCE, SIGNER, SIGNER_STATE};
-use timecoin_types::{Amount, CertificateError, Hash256, ValidatorSet};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+use tables::{
+    create_tables, read_record, read_tip, BLOCKS, EVIDENCE, HEADERS, META, META_GENESIS, SIGNER,
+    SIGNER_STATE, STORED_LIMIT,
+};
+use timecoin_types::{codec, Amount, CertificateError, Hash256, ValidatorSet};
 
 #[cfg(doc)]
 use crate::ACTIVATION_DELAY;
@@ -72,6 +79,25 @@ pub enum StoreError {
     /// The block breaks a validation rule.
     #[error("invalid block: {0}")]
     InvalidBlock(#[from] BlockError),
+    /// The body of this height was pruned ([`Store::retaining`]); its header, certificate
+    /// and validator set are still stored.
+    #[error(
+        "block {height} is pruned: this store keeps block bodies from height {retained_from} on"
+    )]
+    Pruned {
+        /// Height asked for.
+        height: u64,
+        /// The lowest height whose body is kept.
+        retained_from: u64,
+    },
+}
+
+impl StoreError {
+    /// True when the database file is open in another process (a running node holds its
+    /// lock): opening fails at once with this error rather than waiting for the lock.
+    pub fn is_in_use(&self) -> bool {
+        matches!(self, StoreError::Database(redb::Error::DatabaseAlreadyOpen))
+    }
 }
 
 macro_rules! from_redb {
@@ -185,21 +211,84 @@ where
 /// consistent snapshots, so a `Store` can be shared between threads.
 pub struct Store {
     db: Database,
+    /// The database file.
+    path: PathBuf,
+    /// Block bodies kept: the last this many heights; 0 keeps every body.
+    retain_blocks: u64,
     /// Stateless checks already passed, shared by validation, apply and block building.
     pub(crate) checked: CheckedTxs,
 }
 
+/// Most bodies one block's apply prunes: when pruning is turned on for a long chain, the
+/// backlog goes a bounded batch per block instead of in one huge transaction.
+const PRUNE_BATCH: u64 = 1024;
+
+/// Fills `headers` from `blocks` for a file written before `headers` existed (whose bodies
+/// are all still there: those versions never pruned). Costs one lookup when nothing is
+/// missing.
+fn backfill_headers(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let tip = match read_tip(&txn.open_table(META)?) {
+        Ok(tip) => tip.height,
+        Err(StoreError::NotInitialized) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut headers = txn.open_table(HEADERS)?;
+    if headers.get(tip)?.is_some() {
+        return Ok(());
+    }
+    let blocks = txn.open_table(BLOCKS)?;
+    for entry in blocks.iter()? {
+        let (height, bytes) = entry?;
+        let block: Block = codec::decode(bytes.value(), STORED_LIMIT).map_err(corrupt)?;
+        headers.insert(height.value(), codec::encode(&block.header).as_slice())?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens the database file, creating it and its tables if needed.
+    /// Opens the database file, creating it and its tables if needed; it keeps every block
+    /// body until [`Store::retaining`] says otherwise.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         create_tables(&txn)?;
+        backfill_headers(&txn)?;
         txn.commit()?;
         Ok(Store {
             db,
+            path: path.to_path_buf(),
+            retain_blocks: 0,
             checked: CheckedTxs::default(),
         })
+    }
+
+    /// This store, keeping from now on the bodies of the last `blocks` heights only (0 keeps
+    /// every body). Each block applied deletes the bodies that fell out of that window (at most
+    /// 1,024 at a time, when the window shrank) in its own write transaction;
+    /// headers, certificates, validator sets and the transaction index stay for every height.
+    /// A body once pruned does not come back when the window grows again.
+    pub fn retaining(mut self, blocks: u64) -> Store {
+        self.retain_blocks = blocks;
+        self
+    }
+
+    /// How many heights' block bodies are kept (0: all).
+    pub fn retain_blocks(&self) -> u64 {
+        self.retain_blocks
+    }
+
+    /// The size of the database file in bytes.
+    pub fn file_bytes(&self) -> std::io::Result<u64> {
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+
+    /// The bytes of the pages in use (the file also holds free pages, and grows in regions):
+    /// what the data takes, for measurements. Briefly holds the write lock.
+    pub fn allocated_bytes(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
     }
 
     /// The consensus signer's last-signed state, as opaque bytes.
@@ -215,6 +304,22 @@ impl Store {
         txn.open_table(SIGNER)?.insert(SIGNER_STATE, bytes)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The hash of the genesis the store was initialized with, `None` before
+    /// [`Store::init_genesis`]: lets a tool check that a database belongs to a home's chain
+    /// without writing to it.
+    pub fn genesis_hash(&self) -> Result<Option<Hash256>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(guard) = meta.get(META_GENESIS)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = guard
+            .value()
+            .try_into()
+            .map_err(|_| corrupt("genesis hash record"))?;
+        Ok(Some(Hash256(bytes)))
     }
 
     /// Records a piece of equivocation evidence (opaque bytes) seen at `height`.

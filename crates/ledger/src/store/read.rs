@@ -3,12 +3,12 @@
 
 use super::apply::check_state_root;
 use super::tables::{
-    address_key, address_key_outpoint, check_genesis, read_encoded, read_record, read_set,
-    read_state, read_tip, Tip, ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES, BLOCK_HEIGHTS, CERTIFICATES,
-    META, STAKES, TXS, UTXOS, VALIDATOR_SETS,
+    address_key, address_key_outpoint, check_genesis, read_encoded, read_pruned_below, read_record,
+    read_set, read_state, read_tip, Tip, ADDRESS_UTXOS, BLOCKS, BLOCK_HASHES, BLOCK_HEIGHTS,
+    CERTIFICATES, HEADERS, META, STAKES, TXS, UTXOS, VALIDATOR_SETS,
 };
 use super::{check_spends, corrupt, Store, StoreError, TxLocation};
-use crate::block::Block;
+use crate::block::{Block, BlockHeader};
 use crate::genesis::Genesis;
 use crate::stake::{StakeRecord, ACTIVATION_DELAY};
 use crate::tx::{OutPoint, Transaction, TxOutput};
@@ -96,10 +96,32 @@ impl Store {
         Ok((tip.height, tip.hash))
     }
 
-    /// The finalized block at `height`.
+    /// The finalized block at `height`; [`StoreError::Pruned`] if its body was pruned
+    /// ([`Store::retaining`]; [`Store::header`] still has its header).
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
         let txn = self.db.begin_read()?;
+        let retained_from = read_pruned_below(&txn.open_table(META)?)?;
+        if height < retained_from {
+            return Err(StoreError::Pruned {
+                height,
+                retained_from,
+            });
+        }
         read_encoded(&txn.open_table(BLOCKS)?, height)
+    }
+
+    /// The header of the finalized block at `height`, kept for every height even when its
+    /// body is pruned.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_encoded(&txn.open_table(HEADERS)?, height)
+    }
+
+    /// The lowest height whose block body is kept: 0 while nothing is pruned, and every
+    /// height below it answers [`StoreError::Pruned`] to [`Store::block`].
+    pub fn pruned_below(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_pruned_below(&txn.open_table(META)?)
     }
 
     /// Hash of the finalized block at `height`.

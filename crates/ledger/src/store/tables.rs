@@ -7,7 +7,9 @@
 //! | `meta` | `"genesis_hash"` | genesis hash, 32 bytes |
 //! | `meta` | `"tip"` | [`Tip`]: height u64 ‖ block hash (32) ‖ time_ms u64, 48 bytes |
 //! | `meta` | `"state"` | the tip's [`StateHash`]: 1024 lanes u16 little-endian, 2048 bytes |
-//! | `blocks` | height u64 | CBOR [`Block`] |
+//! | `meta` | `"pruned_below"` | the lowest height whose body is still in `blocks`, u64 big-endian, 8 bytes; absent until a body is pruned |
+//! | `blocks` | height u64 | CBOR [`Block`], for the heights from `pruned_below` on |
+//! | `headers` | height u64 | CBOR [`BlockHeader`], for every height |
 //! | `block_heights` | block hash (32) | height u64 |
 //! | `block_hashes` | height u64 | block hash (32) |
 //! | `certificates` | height u64 | CBOR [`Certificate`]; none for height 0 |
@@ -26,10 +28,17 @@
 //! - Fixed-size records (outpoints, outputs, locations, stake records, the tip) are laid out
 //!   field by field rather than in CBOR: they are read on every spend and their size is
 //!   checked by the type.
-//! - Blocks, certificates and validator sets are CBOR, decoded with the block size limit
+//! - Blocks, headers, certificates and validator sets are CBOR, decoded with the block size limit
 //!   ([`STORED_LIMIT`]), as they travel on the wire.
 //! - `block_heights` and `block_hashes` index blocks both ways, so neither lookup decodes a
 //!   block.
+//! - `headers` repeats each block's header apart from its body, so that a store pruning
+//!   bodies (`Store::retaining`) keeps what sync and light clients need: every header,
+//!   certificate and validator set. Pruning deletes bodies from the bottom of `blocks` up
+//!   and raises `pruned_below` in the same write transaction as the block applied, so a read
+//!   tells a pruned height (below it) from one never stored. Files written before `headers`
+//!   existed get it filled from `blocks` when opened. The `txs` index is not pruned: a
+//!   transaction of a pruned block still has its height.
 //! - `address_utxos` puts the address first, so one address's outputs are one key range; it
 //!   holds no value because the output is in `utxos`.
 //! - `validator_sets` holds a set for every height up to tip + [`ACTIVATION_DELAY`], since the
@@ -76,8 +85,10 @@ macro_rules! tables {
 tables! {
     /// Chain metadata under string keys: [`META_GENESIS`], [`META_TIP`] and [`META_STATE`].
     META: &str => &[u8] = "meta";
-    /// Height → CBOR block.
+    /// Height → CBOR block, from [`META_PRUNED_BELOW`] on.
     BLOCKS: u64 => &[u8] = "blocks";
+    /// Height → CBOR block header, for every stored height.
+    HEADERS: u64 => &[u8] = "headers";
     /// Block hash → height.
     BLOCK_HEIGHTS: &[u8; 32] => u64 = "block_heights";
     /// Height → block hash.
@@ -106,6 +117,8 @@ pub(super) const META_GENESIS: &str = "genesis_hash";
 pub(super) const META_TIP: &str = "tip";
 /// `meta` key of the finalized state's [`StateHash`] lanes.
 pub(super) const META_STATE: &str = "state";
+/// `meta` key of the lowest height whose block body is kept (absent: none pruned).
+pub(super) const META_PRUNED_BELOW: &str = "pruned_below";
 /// `signer` key of the last-signed state.
 pub(super) const SIGNER_STATE: &str = "last_signed";
 
@@ -211,6 +224,20 @@ pub(super) fn read_state(
     StateHash::from_bytes(guard.value()).ok_or_else(|| corrupt("state hash record"))
 }
 
+/// The lowest height whose block body is kept; 0 while nothing is pruned.
+pub(super) fn read_pruned_below(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
+    let Some(guard) = meta.get(META_PRUNED_BELOW)? else {
+        return Ok(0);
+    };
+    let bytes: [u8; 8] = guard
+        .value()
+        .try_into()
+        .map_err(|_| corrupt("pruned_below record"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 /// Refuses a `genesis` other than the one the store was initialized with.
 pub(super) fn check_genesis(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
@@ -230,7 +257,7 @@ pub(super) fn check_genesis(
     Ok(())
 }
 
-/// The CBOR record at `height` of `blocks`, `certificates` or `validator_sets` (what the
+/// The CBOR record at `height` of `blocks`, `headers`, `certificates` or `validator_sets` (what the
 /// store encodes it also decodes, hence both bounds).
 pub(super) fn read_encoded<T: Serialize + DeserializeOwned>(
     table: &impl ReadableTable<u64, &'static [u8]>,

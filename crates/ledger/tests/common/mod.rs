@@ -4,6 +4,8 @@
 // Each test binary that includes this module uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod growth;
+
 use std::path::PathBuf;
 use tempfile::TempDir;
 use timecoin_ledger::{
@@ -93,11 +95,17 @@ impl Chain {
         self.dir.path().join("chain.redb")
     }
 
-    /// Drops the open store and opens the file again.
+    /// Drops the open store and opens the file again, keeping as many block bodies as before.
     pub fn reopen(&mut self) {
+        self.reopen_retaining(self.store.retain_blocks());
+    }
+
+    /// Drops the open store and opens the file again, keeping the bodies of the last `blocks`
+    /// heights from now on (0: all).
+    pub fn reopen_retaining(&mut self, blocks: u64) {
         let placeholder = Store::open(&self.dir.path().join("other.redb")).unwrap();
         drop(std::mem::replace(&mut self.store, placeholder));
-        self.store = Store::open(&self.path()).unwrap();
+        self.store = Store::open(&self.path()).unwrap().retaining(blocks);
     }
 
     pub fn height(&self) -> u64 {

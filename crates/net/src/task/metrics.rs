@@ -14,6 +14,8 @@ pub(super) struct NetMetrics {
     pub(super) wrong_chain_peers: Counter,
     pub(super) penalized_peers: Counter,
     pub(super) refused_connections: Counter,
+    pub(super) persistent_peer_dials: Counter,
+    pub(super) saved_peers: Gauge,
 }
 
 impl NetMetrics {
@@ -60,6 +62,18 @@ impl NetMetrics {
                 "refused_connections",
                 "Inbound connections refused by the connection limits",
                 Counter::default(),
+            ),
+            persistent_peer_dials: registered(
+                registry,
+                "persistent_peer_dials",
+                "Dials of persistent peers that were not connected",
+                Counter::default(),
+            ),
+            saved_peers: registered(
+                registry,
+                "saved_peers",
+                "Peers in the peer table saved across restarts",
+                Gauge::default(),
             ),
         }
     }

@@ -1,13 +1,16 @@
 //! The swarm task: owns the libp2p swarm and serves the [`NetHandle`](crate::NetHandle).
 //!
 //! This file holds the task and what the node asks of it (commands, reports, publications,
-//! maintenance, discovery); `swarm_events` handles what the swarm reports, `metrics` the
-//! crate's own gauges and counters.
+//! maintenance, discovery); `swarm_events` handles what the swarm reports, `peers` the
+//! external addresses, persistent peers and the saved peer table, `metrics` the crate's own
+//! gauges and counters.
 
 mod metrics;
+mod peers;
 mod swarm_events;
 
 use metrics::NetMetrics;
+use peers::{external_addresses, persistent_peers};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_hash, Behaviour, BehaviourEvent, Protocols, PUBLISH_THRESHOLD};
 use crate::codec::MAX_SYNC_REQUEST_BYTES;
+use crate::peer_table::PeerTable;
 use crate::pending::PendingQueue;
+use crate::persistent::PersistentPeers;
 use crate::{
     Acceptance, Command, Control, MessageId, NetConfig, NetError, NetEvent, NetEvents, NetHandle,
     PeerInfo, ResponseToken, Topic,
@@ -64,11 +69,20 @@ const PENDING_TTL: Duration = Duration::from_secs(120);
 const WRONG_CHAIN_BAN: Duration = Duration::from_secs(600);
 /// How long a penalized peer is refused.
 const PENALTY_BAN: Duration = Duration::from_secs(120);
+/// How often the peer table is written while the node runs (if it changed); it is also
+/// written at shutdown.
+const PEER_TABLE_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Saved peers dialled at start, and again while the node has no peer, most recent first.
+const SAVED_PEERS_DIALLED: usize = 8;
+/// Dialled addresses remembered per connected peer, for the peer table.
+const DIALLED_ADDRS_PER_PEER: usize = 4;
 
 /// What the task knows about a connected peer.
 #[derive(Default)]
 struct PeerState {
     connections: HashMap<ConnectionId, Multiaddr>,
+    /// Addresses we dialled it at and reached (proven reachable), for the peer table.
+    dialled: Vec<Multiaddr>,
     agent: Option<String>,
     protocol_version: Option<String>,
     /// `PeerConnected` was emitted (identify confirmed the chain).
@@ -83,6 +97,15 @@ struct Task {
     /// Bootstrap addresses, split into peer id (if given) and transport address.
     bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     max_peers: usize,
+    /// Peers redialled whenever not connected.
+    persistent: PersistentPeers,
+    /// The peers reached, saved across restarts (if configured).
+    peer_table: Option<PeerTable>,
+    /// Saved peers seeded into Kademlia that its `RoutingUpdated` must not dial (only the
+    /// most recent few are dialled at start).
+    quiet_seeds: HashSet<PeerId>,
+    /// A periodic save of the peer table still writing.
+    peer_table_save: Option<tokio::task::JoinHandle<()>>,
     events: mpsc::Sender<NetEvent>,
     /// Payload bytes in the event channel, shared with [`NetEvents`].
     event_bytes: Arc<AtomicUsize>,
@@ -101,6 +124,7 @@ pub(crate) async fn start(
     config: NetConfig,
     registry: &mut Registry,
 ) -> Result<(NetHandle, NetEvents), NetError> {
+    let discovery = config.discovery.clone();
     let protocols = Protocols::new(&config.chain_id)?;
     if config.max_peers == 0 {
         return Err(NetError::Config("max_peers must be at least 1".into()));
@@ -115,8 +139,16 @@ pub(crate) async fn start(
         return Err(NetError::Config("no listen address".into()));
     }
     let local_peer_id = config.keypair.public().to_peer_id();
+    let external = external_addresses(&discovery.external_addresses, local_peer_id)?;
+    let persistent = persistent_peers(&discovery.persistent_peers, local_peer_id)?;
 
-    let behaviour = Behaviour::new(&config.keypair, &config, &protocols, registry)?;
+    let behaviour = Behaviour::new(
+        &config.keypair,
+        &config,
+        &protocols,
+        !external.is_empty(),
+        registry,
+    )?;
     let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -154,6 +186,10 @@ pub(crate) async fn start(
             .map_err(|e| NetError::Transport(format!("listen on {addr}: {e}")))?;
         listeners.insert(id);
     }
+    // Confirmed by the operator: identify announces them (and nothing else, see above).
+    for addr in &external {
+        swarm.add_external_address(addr.clone());
+    }
 
     let mut bootstrap = Vec::new();
     for addr in &config.bootstrap {
@@ -178,12 +214,39 @@ pub(crate) async fn start(
         bootstrap.push((peer, transport_addr));
     }
 
+    for (peer, addrs) in &persistent {
+        for addr in addrs {
+            swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        }
+    }
+
     let reserved: HashSet<PeerId> = bootstrap
         .iter()
         .filter_map(|(peer, _)| *peer)
         .chain(config.reserved.iter().copied())
+        .chain(persistent.iter().map(|(peer, _)| *peer))
         .collect();
     swarm.behaviour_mut().gate.set_reserved(reserved);
+
+    // The saved peers seed Kademlia; only the most recent few are dialled (below), the rest
+    // are there for its walks.
+    let peer_table = discovery
+        .peer_table
+        .map(|path| PeerTable::load(path, local_peer_id));
+    let mut quiet_seeds = HashSet::new();
+    if let Some(table) = &peer_table {
+        for (i, saved) in table.peers().iter().enumerate() {
+            for addr in &saved.addrs {
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&saved.peer, addr.clone());
+            }
+            if i >= SAVED_PEERS_DIALLED {
+                quiet_seeds.insert(saved.peer);
+            }
+        }
+    }
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
     let event_bytes = Arc::new(AtomicUsize::new(0));
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CHANNEL);
@@ -195,6 +258,10 @@ pub(crate) async fn start(
         topic_hashes,
         bootstrap,
         max_peers: config.max_peers as usize,
+        persistent: PersistentPeers::new(persistent, Instant::now()),
+        peer_table,
+        quiet_seeds,
+        peer_table_save: None,
         events: event_tx,
         event_bytes: event_bytes.clone(),
         commands: command_rx,
@@ -206,6 +273,9 @@ pub(crate) async fn start(
         libp2p_metrics: Metrics::new(registry),
         metrics: NetMetrics::new(registry.sub_registry_with_prefix("timecoin_net")),
     };
+    if let Some(table) = &task.peer_table {
+        task.metrics.saved_peers.set(table.peers().len() as i64);
+    }
     tokio::time::timeout(LISTEN_TIMEOUT, task.wait_for_listeners(listeners))
         .await
         .map_err(|_| NetError::Transport("listeners did not report an address".into()))??;
@@ -213,8 +283,10 @@ pub(crate) async fn start(
         peer_id = %local_peer_id,
         chain_id = %config.chain_id,
         addrs = ?task.swarm.listeners().collect::<Vec<_>>(),
+        external = ?external,
         "p2p network started"
     );
+    task.dial_saved_peers();
     tokio::spawn(task.run());
 
     Ok((
@@ -268,6 +340,11 @@ impl Task {
         // The first tick fires at once and dials the bootstrap peers.
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut save = tokio::time::interval_at(
+            tokio::time::Instant::now() + PEER_TABLE_SAVE_INTERVAL,
+            PEER_TABLE_SAVE_INTERVAL,
+        );
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let shutdown_reply = loop {
             tokio::select! {
@@ -286,9 +363,11 @@ impl Task {
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
                 _ = maintenance.tick() => self.maintain(),
                 _ = discovery.tick() => self.discover(),
+                _ = save.tick(), if self.peer_table.is_some() => self.save_peer_table(),
             }
         };
         tracing::info!("p2p network shutting down");
+        self.save_peer_table_at_shutdown().await;
         // Dropping the swarm closes every connection and listener.
         drop(self.swarm);
         if let Some(reply) = shutdown_reply {
@@ -442,35 +521,22 @@ impl Task {
         if !self.pending.is_empty() {
             self.flush_pending(None);
         }
-    }
-
-    /// Keeps the node connected: re-dials bootstrap peers and walks the DHT while below
-    /// `max_peers`.
-    fn discover(&mut self) {
-        if self.peers.len() >= self.max_peers {
-            return;
-        }
-        for (peer, addr) in self.bootstrap.clone() {
-            match peer {
-                Some(peer)
-                    if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) =>
-                {
-                    self.dial(
-                        DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build(),
-                    );
-                }
-                // Without a peer id we cannot tell whether we are already connected to it, so
-                // only dial it while isolated.
-                None if self.peers.is_empty() => self.dial(addr.into()),
-                _ => {}
-            }
-        }
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if kad.kbuckets().next().is_some() {
-            kad.get_closest_peers(PeerId::random());
+        let swarm = &self.swarm;
+        let banned = &self.banned;
+        let due = self.persistent.due(
+            now,
+            |peer| swarm.is_connected(peer),
+            |peer| banned.contains_key(peer),
+        );
+        for (peer, addrs) in due {
+            tracing::debug!(%peer, "dialling persistent peer");
+            self.metrics.persistent_peer_dials.inc();
+            self.dial(
+                DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            );
         }
     }
 
@@ -489,6 +555,9 @@ impl Task {
         // Blocking closes the peer's connections and refuses new ones until unblocked.
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        if let Some(table) = &mut self.peer_table {
+            table.remove(&peer);
+        }
         new
     }
 
@@ -519,3 +588,6 @@ impl Task {
         false
     }
 }
+
+#[cfg(test)]
+mod tests;

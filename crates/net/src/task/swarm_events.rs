@@ -16,16 +16,19 @@ impl Task {
                 endpoint,
                 ..
             } => {
-                let addr = match endpoint {
-                    ConnectedPoint::Dialer { address, .. } => address,
-                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                let (addr, dialled) = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address, true),
+                    ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr, false),
                 };
                 tracing::debug!(peer = %peer_id, %addr, "connection established");
-                self.peers
-                    .entry(peer_id)
-                    .or_default()
-                    .connections
-                    .insert(connection_id, addr);
+                let state = self.peers.entry(peer_id).or_default();
+                if dialled
+                    && !state.dialled.contains(&addr)
+                    && state.dialled.len() < DIALLED_ADDRS_PER_PEER
+                {
+                    state.dialled.push(addr.clone());
+                }
+                state.connections.insert(connection_id, addr);
                 self.metrics.connected_peers.set(self.peers.len() as i64);
             }
             SwarmEvent::ConnectionClosed {
@@ -40,9 +43,14 @@ impl Task {
                     state.connections.remove(&connection_id);
                 }
                 if num_established == 0 {
+                    self.persistent.disconnected(&peer_id, Instant::now());
                     if let Some(state) = self.peers.remove(&peer_id) {
                         if state.announced {
                             tracing::info!(peer = %peer_id, "peer disconnected");
+                            // Last seen now.
+                            if let Some(table) = &mut self.peer_table {
+                                table.record(peer_id, []);
+                            }
                             self.emit(NetEvent::PeerDisconnected(peer_id));
                         }
                     }
@@ -149,6 +157,10 @@ impl Task {
             ..
         } = event
         {
+            // A saved peer seeded at start beyond the few dialled: kept for Kademlia's walks.
+            if self.quiet_seeds.remove(&peer) {
+                return;
+            }
             // Discovery connects us to the peers it finds, up to the limit.
             if !self.swarm.is_connected(&peer)
                 && self.peers.len() < self.max_peers
@@ -192,6 +204,20 @@ impl Task {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
+        // A peer of our chain reached on an established connection: worth remembering, at
+        // the addresses we dialled (proven) and then those it announces.
+        if let Some(table) = &mut self.peer_table {
+            table.record(
+                peer,
+                state
+                    .dialled
+                    .iter()
+                    .cloned()
+                    .chain(info.listen_addrs.iter().cloned()),
+            );
+            self.metrics.saved_peers.set(table.peers().len() as i64);
+        }
+        self.persistent.connected(&peer);
         state.agent = Some(info.agent_version);
         state.protocol_version = Some(info.protocol_version);
         if !state.announced {
