@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use timecoin_ledger::snapshot::MAX_CHUNK_RECORDS;
 
 /// Name of the configuration file inside a home.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -179,7 +180,7 @@ impl Default for MempoolConfig {
 }
 
 /// `[storage]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Keep the block bodies (transactions, rewards) of the last this many heights only; 0
@@ -188,6 +189,24 @@ pub struct StorageConfig {
     /// `gettxproof` only for the retained ones, and peers syncing from further back must
     /// find an unpruned node. At least [`MIN_RETAIN_BLOCKS`] when not 0.
     pub retain_blocks: u64,
+    /// Write a state snapshot (`DATA_DIR/snapshots/`, the newest two kept) at every height
+    /// divisible by this, and serve it to nodes joining with `timed start --state-sync`;
+    /// 0 writes none.
+    pub snapshot_interval: u64,
+    /// Records (unspent outputs and stake records) per snapshot chunk. A joiner fetches each
+    /// chunk from any peer that offers the same snapshot, so every node of a network should
+    /// keep the default.
+    pub snapshot_chunk_records: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            retain_blocks: 0,
+            snapshot_interval: 1_000,
+            snapshot_chunk_records: 4_096,
+        }
+    }
 }
 
 /// The fewest block bodies a pruning node may keep: a peer that fell behind (a restart, a
@@ -204,6 +223,12 @@ impl StorageConfig {
                  peer that fell behind (a restart, a slow link) has fetched it from nodes like \
                  this one; use 0 (keep everything) or at least {MIN_RETAIN_BLOCKS}",
                 self.retain_blocks
+            );
+        }
+        if !(1..=MAX_CHUNK_RECORDS).contains(&self.snapshot_chunk_records) {
+            anyhow::bail!(
+                "[storage] snapshot_chunk_records = {} must be 1 to {MAX_CHUNK_RECORDS}",
+                self.snapshot_chunk_records
             );
         }
         Ok(())

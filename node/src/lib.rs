@@ -14,6 +14,7 @@ pub mod rpc;
 pub mod shared;
 pub mod signer_cmd;
 pub mod start;
+pub mod state_sync;
 pub mod sync;
 pub mod testnet;
 pub mod txs;

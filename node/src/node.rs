@@ -434,6 +434,7 @@ impl Node {
                     };
                     return Ok((applied.len() as u64, Err(refusal)));
                 }
+                shared.snapshot_if_due(height);
                 shared.announce_block(&item.block);
                 applied.push(item.block);
             }

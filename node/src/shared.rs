@@ -14,7 +14,7 @@ use timecoin_ledger::{Block, Genesis, Mempool, Store};
 use timecoin_net::{Acceptance, MessageId, NetHandle, PeerId};
 use timecoin_types::Hash256;
 use tokio::sync::{broadcast, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// What RPC callers see of consensus.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +67,35 @@ impl Shared {
         }
         pool.expire(crate::testnet::now_ms());
         self.metrics.mempool_size.set(pool.len() as i64);
+    }
+
+    /// Starts writing the state snapshot of `height` in the background when it is a snapshot
+    /// height; call it right after applying that block, on the thread that applied it.
+    pub fn snapshot_if_due(&self, height: u64) {
+        let job = match self.store.begin_snapshot(height, &self.genesis.chain_id) {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(err) => {
+                warn!(target: NODE_LOG_TARGET, height, %err, "cannot start a state snapshot");
+                return;
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match job.write() {
+                Ok(manifest) => info!(
+                    target: NODE_LOG_TARGET,
+                    height,
+                    records = manifest.records,
+                    chunks = manifest.chunks.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "state snapshot written"
+                ),
+                Err(err) => {
+                    warn!(target: NODE_LOG_TARGET, height, %err, "cannot write the state snapshot")
+                }
+            }
+        });
     }
 
     /// Tells `newBlocks` subscribers about a block finalized here (none listening is fine).

@@ -9,13 +9,14 @@ use crate::shared::{Shared, Status};
 use crate::wire::{
     ConsensusRecord, GOSSIP_LIMITS, MAX_CONSENSUS_RECORD_BYTES, MAX_SYNC_RESPONSE_BYTES,
 };
-use crate::{keys, rpc, NODE_LOG_TARGET};
+use crate::{keys, rpc, state_sync, NODE_LOG_TARGET};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use timecoin_consensus::Signer;
+use timecoin_ledger::snapshot::SnapshotConfig;
 use timecoin_ledger::{Genesis, Mempool, Store, PROTOCOL_VERSION};
 use timecoin_net::{Discovery, NetConfig};
 use timecoin_types::codec;
@@ -53,6 +54,10 @@ pub struct StartArgs {
     /// anything at it: for coordinated upgrades and maintenance.
     #[arg(long)]
     pub halt_height: Option<u64>,
+    /// Join from a verified state snapshot of peers instead of replaying every block (only
+    /// when the database holds nothing but the genesis; otherwise the flag is ignored).
+    #[arg(long)]
+    pub state_sync: bool,
     /// How log lines are written: `text` for people, `json` for one JSON object per line
     /// (the event's fields, its message and the fields of the spans it is in).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -121,9 +126,17 @@ async fn start(args: StartArgs) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store = Store::open(&data_dir.join("timed.redb"))?;
-    let store = Arc::new(store.retaining(config.storage.retain_blocks));
+    let store = store.retaining(config.storage.retain_blocks);
+    let store = Arc::new(match config.storage.snapshot_interval {
+        0 => store,
+        interval => store.with_snapshots(SnapshotConfig {
+            dir: data_dir.join("snapshots"),
+            interval,
+            chunk_records: config.storage.snapshot_chunk_records,
+        }),
+    });
     store.init_genesis(&genesis)?;
-    let (tip, tip_hash) = store.tip()?;
+    let (mut tip, tip_hash) = store.tip()?;
     let stop_before = StopBefore::of(&genesis, args.halt_height);
     for upgrade in &genesis.upgrades {
         info!(target: NODE_LOG_TARGET, version = upgrade.version, height = upgrade.height, implemented = upgrade.version <= PROTOCOL_VERSION, "protocol upgrade scheduled");
@@ -159,7 +172,7 @@ async fn start(args: StartArgs) -> Result<()> {
             .collect()
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    let (net, net_events) = timecoin_net::start(
+    let (net, mut net_events) = timecoin_net::start(
         NetConfig {
             chain_id: genesis.chain_id.clone(),
             keypair: keys::read_node_identity(&resolve(home, &config.node_key))?,
@@ -223,6 +236,14 @@ async fn start(args: StartArgs) -> Result<()> {
         "node started"
     );
 
+    if args.state_sync && tip == 0 {
+        info!(target: NODE_LOG_TARGET, "joining by state sync");
+        state_sync::join(shared.clone(), &data_dir, &mut net_events).await?;
+        tip = shared.store.tip()?.0;
+        shared.metrics.height.set(tip as i64);
+    } else if args.state_sync {
+        info!(target: NODE_LOG_TARGET, height = tip, "--state-sync ignored: the database is past the genesis already");
+    }
     let mut node = Node::new(
         shared.clone(),
         status_tx,

@@ -19,15 +19,13 @@
 
 use crate::shared::{Internal, Shared};
 use crate::wire::{
-    SyncRequest, SyncResponse, SyncedBlock, MAX_SYNC_BATCH, MAX_SYNC_REQUEST_BYTES,
-    MAX_SYNC_RESPONSE_BYTES,
+    SyncRequest, SyncResponse, SyncedBlock, MAX_SYNC_BATCH, MAX_SYNC_RESPONSE_BYTES,
 };
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timecoin_ledger::{Genesis, Store, StoreError};
-use timecoin_net::ResponseToken;
+use timecoin_ledger::{Genesis, Store};
 use timecoin_types::codec;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
@@ -161,64 +159,6 @@ pub fn check_and_apply(
         .map_err(local)
 }
 
-/// Answers one sync request from `peer`.
-pub fn serve(shared: Arc<Shared>, peer: PeerId, request: Vec<u8>, channel: ResponseToken) {
-    tokio::task::spawn_blocking(move || {
-        let response = match codec::decode::<SyncRequest>(&request, MAX_SYNC_REQUEST_BYTES) {
-            Err(err) => {
-                shared.net.penalize(peer, "malformed sync request");
-                SyncResponse::Error(format!("malformed request: {err}"))
-            }
-            Ok(SyncRequest::Status) => match shared.store.tip() {
-                Ok((tip, tip_hash)) => SyncResponse::Status { tip, tip_hash },
-                Err(err) => SyncResponse::Error(err.to_string()),
-            },
-            Ok(SyncRequest::Blocks { count, .. }) if count > MAX_SYNC_BATCH => {
-                SyncResponse::Error(format!("at most {MAX_SYNC_BATCH} blocks per request"))
-            }
-            Ok(SyncRequest::Blocks { from, count }) => read_blocks(&shared.store, from, count),
-        };
-        shared.net.respond(channel, codec::encode(&response));
-    });
-}
-
-/// The stored blocks from `from` on, at most `count` and within the response limit; it stops
-/// at the first height it does not have: beyond the tip, or, on a pruning node, below its
-/// retained range (then it serves none, and the requester asks another peer).
-fn read_blocks(store: &Store, from: u64, count: u32) -> SyncResponse {
-    let mut blocks = Vec::new();
-    let mut bytes = 0usize;
-    for height in from.max(1)..from.max(1).saturating_add(u64::from(count)) {
-        let block = match store.block(height) {
-            Ok(Some(block)) => block,
-            Ok(None) => break,
-            Err(StoreError::Pruned { retained_from, .. }) => {
-                debug!(
-                    height,
-                    retained_from, "sync request for a pruned block: serving none"
-                );
-                break;
-            }
-            Err(err) => {
-                warn!(height, %err, "cannot read a block to serve");
-                break;
-            }
-        };
-        let certificate = match store.certificate(height) {
-            Ok(Some(certificate)) => certificate,
-            _ => break,
-        };
-        let item = SyncedBlock { block, certificate };
-        bytes += codec::encode(&item).len();
-        // Stay under the response limit with room for the envelope.
-        if bytes > MAX_SYNC_RESPONSE_BYTES - 4096 && !blocks.is_empty() {
-            break;
-        }
-        blocks.push(item);
-    }
-    SyncResponse::Blocks(blocks)
-}
-
 /// Starts the sync task.
 pub fn spawn(shared: Arc<Shared>, internal: mpsc::UnboundedSender<Internal>) -> SyncHandle {
     let notify = Arc::new(Notify::new());
@@ -239,14 +179,15 @@ pub fn spawn(shared: Arc<Shared>, internal: mpsc::UnboundedSender<Internal>) -> 
 }
 
 /// How a request to a peer failed.
-enum AskError {
+pub(crate) enum AskError {
     /// No answer (timeout, closed connection, refused dial): no misbehaviour on its own.
     Failed(String),
     /// An answer that is no sync response: invalid on every node.
     Malformed(String),
 }
 
-async fn ask(
+/// Sends `request` to `peer` and decodes the answer, waiting at most `within`.
+pub(crate) async fn ask(
     shared: &Shared,
     peer: PeerId,
     request: &SyncRequest,
@@ -260,7 +201,13 @@ async fn ask(
 }
 
 /// Backs `peer` off, and penalises it too when `invalid_everywhere`.
-fn fail(shared: &Shared, backoff: &mut Backoff, peer: PeerId, invalid_everywhere: bool, why: &str) {
+pub(crate) fn fail(
+    shared: &Shared,
+    backoff: &mut Backoff,
+    peer: PeerId,
+    invalid_everywhere: bool,
+    why: &str,
+) {
     let delay = backoff.failed(peer, Instant::now());
     if invalid_everywhere {
         shared.net.penalize(peer, why);
@@ -292,12 +239,12 @@ async fn peer_tips(shared: &Shared, backoff: &mut Backoff) -> Vec<(PeerId, u64)>
             Ok(SyncResponse::Status { tip, .. }) => tips.push((peer, tip)),
             // A node that cannot read its own tip says so; not a fault on every node.
             Ok(SyncResponse::Error(err)) => fail(shared, backoff, peer, false, &err),
-            Ok(SyncResponse::Blocks(_)) => fail(
+            Ok(_) => fail(
                 shared,
                 backoff,
                 peer,
                 true,
-                "blocks in answer to a status request",
+                "an answer of another kind to a status request",
             ),
             Err(AskError::Malformed(err)) => fail(shared, backoff, peer, true, &err),
             Err(AskError::Failed(err)) => fail(shared, backoff, peer, false, &err),
@@ -377,13 +324,13 @@ async fn catch_up(
                 fail(shared, backoff, peer, false, &format!("refused: {err}"));
                 continue;
             }
-            Ok(SyncResponse::Status { .. }) => {
+            Ok(_) => {
                 fail(
                     shared,
                     backoff,
                     peer,
                     true,
-                    "a status in answer to a blocks request",
+                    "an answer of another kind to a blocks request",
                 );
                 continue;
             }
@@ -460,5 +407,8 @@ async fn catch_up(
     }
 }
 
+mod serve;
 #[cfg(test)]
 mod tests;
+
+pub use serve::{light_block, serve};

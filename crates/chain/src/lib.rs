@@ -12,6 +12,7 @@ pub mod block;
 pub mod fixed;
 pub mod genesis;
 pub mod rewards;
+pub mod snapshot;
 pub mod stake;
 pub mod state;
 pub mod tx;

@@ -20,11 +20,12 @@
 
 mod build;
 mod mempool;
+pub mod snapshot;
 mod store;
 mod validate;
 
 pub use mempool::{Mempool, MempoolError};
-pub use store::{Store, StoreError, TxLocation};
+pub use store::{Restore, SnapshotJob, Store, StoreError, TxLocation};
 // The chain data lives in its own crate so verifiers need no storage; the glob also brings
 // its modules, so the ledger reaches them as `crate::tx` and so on.
 pub use timecoin_chain::*;

@@ -10,8 +10,10 @@
 #![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
+use timecoin_chain::snapshot::SnapshotManifest;
 use timecoin_chain::{Block, Transaction, MAX_BLOCK_BYTES, MAX_TX_BYTES};
 use timecoin_consensus::SignerState;
+use timecoin_light::LightBlock;
 use timecoin_types::codec::{self, CodecError};
 use timecoin_types::{Certificate, Hash256, Proposal, Vote};
 
@@ -27,6 +29,8 @@ pub const MAX_SYNC_BATCH: u32 = 256;
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 << 20;
 /// Largest sync request.
 pub const MAX_SYNC_REQUEST_BYTES: usize = 256;
+/// Most light blocks one answer to [`SyncRequest::LightBlocks`] holds.
+pub const MAX_LIGHT_BLOCKS: usize = 64;
 /// Largest gossiped transaction.
 pub const MAX_TX_MESSAGE_BYTES: usize = MAX_TX_BYTES;
 
@@ -98,6 +102,25 @@ pub enum SyncRequest {
         /// How many (at most [`MAX_SYNC_BATCH`]).
         count: u32,
     },
+    /// The light blocks that walk a verifier from height `after` (whose next set it holds)
+    /// to `to`: those of the heights in `after + 1..to` whose header hands the next height
+    /// to a different set, then `to`. At most [`MAX_LIGHT_BLOCKS`]: when more sets changed,
+    /// the answer stops at a change, and the verifier asks again from there.
+    LightBlocks {
+        /// The height the verifier trusts.
+        after: u64,
+        /// The height it wants to reach.
+        to: u64,
+    },
+    /// The newest state snapshot you serve.
+    Snapshot,
+    /// One chunk of a snapshot.
+    SnapshotChunk {
+        /// The snapshot's height.
+        height: u64,
+        /// The chunk's position.
+        index: u32,
+    },
 }
 
 /// An answer on the sync protocol.
@@ -112,6 +135,12 @@ pub enum SyncResponse {
     },
     /// Consecutive finalized blocks from the requested height (possibly fewer than asked).
     Blocks(Vec<SyncedBlock>),
+    /// Light blocks in ascending height, as [`SyncRequest::LightBlocks`] describes.
+    LightBlocks(Vec<LightBlock>),
+    /// The newest snapshot's manifest, if the peer serves one.
+    Snapshot(Option<SnapshotManifest>),
+    /// A snapshot chunk's bytes.
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The request was refused.
     Error(String),
 }

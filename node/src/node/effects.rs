@@ -192,6 +192,7 @@ impl Node {
             shared
                 .store
                 .apply_block(&applied, &certificate, &shared.genesis)?;
+            shared.snapshot_if_due(height);
             Ok(true)
         })
         .await;

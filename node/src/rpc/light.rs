@@ -23,8 +23,7 @@ fn set_at(store: &Store, height: u64) -> Result<ValidatorSet, ErrorObjectOwned> 
     })
 }
 
-/// The light block of finalized `height`: header, certificate, its set and the next (all
-/// kept for every height, also where the body is pruned).
+/// The light block of finalized `height`, or "not found".
 fn light_block(store: &Store, height: u64) -> Result<LightBlock, ErrorObjectOwned> {
     if height == 0 {
         return Err(error(
@@ -32,21 +31,17 @@ fn light_block(store: &Store, height: u64) -> Result<LightBlock, ErrorObjectOwne
             "the genesis block is final by definition and has no certificate; its set is the genesis file's",
         ));
     }
-    let missing = || error(NOT_FOUND, format!("no finalized block at height {height}"));
-    let header = store
-        .header(height)
-        .map_err(internal)?
-        .ok_or_else(missing)?;
-    let certificate = store
-        .certificate(height)
-        .map_err(internal)?
-        .ok_or_else(missing)?;
-    Ok(LightBlock {
-        header,
-        certificate,
-        validators: set_at(store, height)?,
-        next_validators: set_at(store, height + 1)?,
-    })
+    match crate::sync::light_block(store, height) {
+        Ok(Some(block)) => Ok(block),
+        Ok(None) => Err(error(
+            NOT_FOUND,
+            format!("no finalized block at height {height}"),
+        )),
+        Err(e @ (StoreError::Pruned { .. } | StoreError::UnknownHeight { .. })) => {
+            Err(error(NOT_FOUND, e.to_string()))
+        }
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// Adds the light-client methods to `m`.

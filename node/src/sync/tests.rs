@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::testnet;
+use serve::read_blocks;
 use std::collections::HashSet;
 use timecoin_ledger::Block;
 use timecoin_types::{Address, Certificate, Keypair, Vote, VoteKind};

@@ -7,6 +7,11 @@
 //! Nothing of the node is copied. Everything runs inside the test process, over TCP on
 //! 127.0.0.1 only, and every loop is bounded both in count and in time ([`LIFETIME`]).
 
+// Each test binary that includes this module uses a different subset of it.
+#![allow(dead_code)]
+
+pub mod snapshot;
+
 use rand::RngCore;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;

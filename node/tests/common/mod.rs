@@ -491,6 +491,11 @@ pub fn validator_set(node: &NodeProc) -> timecoin_types::ValidatorSet {
 /// Writes a full-node home with `timed init` that bootstraps from node0 of `net` only, on
 /// ports `base_port + 50` (p2p) and `+ 150` (RPC); `extra` goes to `timed init`.
 pub fn init_follower(net: &Testnet, name: &str, extra: &[&str]) -> NodeProc {
+    init_follower_on(net, name, 50, extra)
+}
+
+/// As [`init_follower`], on ports `base_port + offset` (p2p) and `+ 100 + offset` (RPC).
+pub fn init_follower_on(net: &Testnet, name: &str, offset: u16, extra: &[&str]) -> NodeProc {
     let shown = timed(&["show", "--home", net.nodes[0].home.to_str().unwrap()]);
     let peer_id = shown
         .lines()
@@ -508,14 +513,14 @@ pub fn init_follower(net: &Testnet, name: &str, extra: &[&str]) -> NodeProc {
         "--bootstrap".into(),
         format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", net.base_port),
         "--p2p-listen".into(),
-        format!("/ip4/127.0.0.1/tcp/{}", net.base_port + 50),
+        format!("/ip4/127.0.0.1/tcp/{}", net.base_port + offset),
         "--rpc-listen".into(),
-        format!("127.0.0.1:{}", net.base_port + 150),
+        format!("127.0.0.1:{}", net.base_port + 100 + offset),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     timed(&args);
-    NodeProc::new(home, ([127, 0, 0, 1], net.base_port + 150).into())
+    NodeProc::new(home, ([127, 0, 0, 1], net.base_port + 100 + offset).into())
 }
 
 /// Path helper for key files inside a testnet.

@@ -32,7 +32,10 @@ use crate::ACTIVATION_DELAY;
 
 mod apply;
 mod read;
+mod snapshot;
 mod tables;
+
+pub use snapshot::{Restore, SnapshotJob};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,15 @@ pub enum StoreError {
     /// The block breaks a validation rule.
     #[error("invalid block: {0}")]
     InvalidBlock(#[from] BlockError),
+    /// State sync installs a snapshot only into a store that holds nothing but the genesis.
+    #[error("state sync needs a database at the genesis; this one is at height {tip} (remove the data directory to join by state sync)")]
+    NotFresh {
+        /// The store's tip.
+        tip: u64,
+    },
+    /// A snapshot (its manifest or a chunk) was refused.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The body of this height was pruned ([`Store::retaining`]); its header, certificate
     /// and validator set are still stored.
     #[error(
@@ -217,6 +229,8 @@ pub struct Store {
     retain_blocks: u64,
     /// Stateless checks already passed, shared by validation, apply and block building.
     pub(crate) checked: CheckedTxs,
+    /// Where and how often snapshots are written, if they are.
+    snapshots: Option<snapshot::Snapshots>,
 }
 
 /// Most bodies one block's apply prunes: when pruning is turned on for a long chain, the
@@ -259,6 +273,7 @@ impl Store {
             path: path.to_path_buf(),
             retain_blocks: 0,
             checked: CheckedTxs::default(),
+            snapshots: None,
         })
     }
 

@@ -155,7 +155,18 @@ impl Store {
                 tip: tip.height,
             });
         }
-        read_set(&txn.open_table(VALIDATOR_SETS)?, height)
+        if let Some(set) = read_encoded(&txn.open_table(VALIDATOR_SETS)?, height)? {
+            return Ok(set);
+        }
+        // A store restored from a snapshot holds no sets below the snapshot's height.
+        let retained_from = read_pruned_below(&txn.open_table(META)?)?;
+        if height < retained_from {
+            return Err(StoreError::Pruned {
+                height,
+                retained_from,
+            });
+        }
+        Err(corrupt(format!("validator set of height {height} missing")))
     }
 
     /// The finalized state's hash computed afresh from every unspent output and stake record
