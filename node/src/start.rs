@@ -15,10 +15,11 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use timecoin_consensus::Signer;
 use timecoin_ledger::snapshot::SnapshotConfig;
 use timecoin_ledger::{Genesis, Mempool, Store, PROTOCOL_VERSION};
-use timecoin_net::{Discovery, NetConfig};
+use timecoin_net::{Discovery, Latency, NetConfig};
 use timecoin_types::codec;
 use tokio::sync::watch;
 use tracing::info;
@@ -62,6 +63,30 @@ pub struct StartArgs {
     /// (the event's fields, its message and the fields of the spans it is in).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Benchmarks only: delay every byte received from a peer by this many milliseconds, to
+    /// emulate a network slower than loopback (`timed bench --latency-ms` sets it on every
+    /// node). Never on a real network: it only slows the node down.
+    #[arg(long, value_name = "MS", help_heading = "Benchmarks only")]
+    pub latency_ms: Option<u64>,
+    /// Benchmarks only: add a uniform random 0..=MS milliseconds to `--latency-ms` (the byte
+    /// order of each connection is kept).
+    #[arg(
+        long,
+        value_name = "MS",
+        requires = "latency_ms",
+        help_heading = "Benchmarks only"
+    )]
+    pub jitter_ms: Option<u64>,
+}
+
+impl StartArgs {
+    /// The latency to inject on the node's connections, if `--latency-ms` asks for one.
+    fn latency(&self) -> Option<Latency> {
+        self.latency_ms.map(|ms| Latency {
+            one_way: Duration::from_millis(ms),
+            jitter: Duration::from_millis(self.jitter_ms.unwrap_or(0)),
+        })
+    }
 }
 
 /// The format of the node's log lines (`--log-format`).
@@ -198,6 +223,7 @@ async fn start(args: StartArgs) -> Result<()> {
                 // The peers reached, so that a restart does not depend on the bootstrap list.
                 peer_table: Some(data_dir.join("peers.json")),
             },
+            latency: args.latency(),
         },
         &mut registry,
     )

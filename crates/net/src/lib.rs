@@ -22,6 +22,7 @@
 mod behaviour;
 mod codec;
 mod gate;
+mod latency;
 mod peer_table;
 mod pending;
 mod persistent;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+pub use latency::Latency;
 use libp2p::request_response::ResponseChannel;
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use serde::Serialize;
@@ -129,6 +131,10 @@ pub struct NetConfig {
     pub max_sync_response_bytes: usize,
     /// External addresses, persistent peers and the saved peer table.
     pub discovery: Discovery,
+    /// Benchmarks only: delay every byte this node receives by this much (see [`Latency`]),
+    /// to measure the protocol over a network slower than loopback. `None` (the default for
+    /// every real node) leaves the transport untouched; the wire format is the same either way.
+    pub latency: Option<Latency>,
 }
 
 /// How the node is found and keeps its peers beyond the bootstrap list; the default (all

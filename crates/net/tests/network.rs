@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -12,8 +12,8 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
 use timecoin_net::{
-    start, Acceptance, Discovery, Keypair, MessageLimits, Multiaddr, NetConfig, NetError, NetEvent,
-    NetEvents, NetHandle, PeerId, Topic,
+    start, Acceptance, Discovery, Keypair, Latency, MessageLimits, Multiaddr, NetConfig, NetError,
+    NetEvent, NetEvents, NetHandle, PeerId, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -157,6 +157,7 @@ fn config(chain_id: &str, bootstrap: &[&Node], max_peers: u32) -> NetConfig {
         },
         max_sync_response_bytes: 1 << 20,
         discovery: Discovery::default(),
+        latency: None,
     }
 }
 
@@ -761,4 +762,66 @@ async fn a_node_reachable_only_at_its_announced_address_is_found_and_dialled() {
         "{:?}",
         entry.addresses
     );
+}
+
+/// The `i`-th byte of a test payload: not periodic in any frame or chunk size.
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 8) ^ (i >> 16)) as u8
+}
+
+/// Both ends inject 100 ms one way: every sync round trip takes at least two of them, and a
+/// request and a response of several frames arrive intact and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latency_injector_delays_round_trips_and_keeps_every_byte() {
+    let latency = Latency {
+        one_way: Duration::from_millis(100),
+        jitter: Duration::from_millis(10),
+    };
+    let delayed = |bootstrap: &[&Node]| NetConfig {
+        latency: Some(latency),
+        ..config("latency", bootstrap, 8)
+    };
+    let mut server = spawn(delayed(&[])).await;
+    let mut client = spawn(delayed(&[&server])).await;
+    server.wait_connected(client.peer_id()).await;
+    client.wait_connected(server.peer_id()).await;
+
+    let request: Vec<u8> = (0..60_000).map(pattern).collect();
+    let response: Vec<u8> = (0..900_000).map(|i| pattern(i + 7)).collect();
+    let server_id = server.peer_id();
+    let server_handle = server.handle.clone();
+    let mut server_events = server.events;
+    let (expected_request, answer) = (request.clone(), response.clone());
+    tokio::spawn(async move {
+        while let Some(event) = server_events.recv().await {
+            if let NetEvent::SyncRequest {
+                request, channel, ..
+            } = event
+            {
+                // A damaged request gets an empty answer, which the client refuses below.
+                let reply = if request == expected_request {
+                    answer.clone()
+                } else {
+                    Vec::new()
+                };
+                server_handle.respond(channel, reply);
+            }
+        }
+    });
+
+    for _ in 0..3 {
+        let sent = Instant::now();
+        let got = timeout(DEADLINE, client.handle.request(server_id, request.clone()))
+            .await
+            .expect("response within the deadline")
+            .expect("response");
+        let elapsed = sent.elapsed();
+        assert!(
+            elapsed >= 2 * latency.one_way,
+            "round trip of {elapsed:?} with {:?} each way",
+            latency.one_way
+        );
+        assert_eq!(got.len(), response.len());
+        assert!(got == response, "response bytes changed or reordered");
+    }
 }

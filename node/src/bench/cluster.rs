@@ -166,6 +166,12 @@ impl Cluster {
                 // Its own process group: a terminal's Ctrl-C reaches only the bench, which then
                 // stops the nodes itself instead of racing them.
                 .process_group(0);
+            if let Some(ms) = args.latency_ms {
+                command.args(["--latency-ms", &ms.to_string()]);
+            }
+            if let Some(ms) = args.jitter_ms {
+                command.args(["--jitter-ms", &ms.to_string()]);
+            }
             // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
             // async-signal-safe.
             unsafe {

@@ -59,6 +59,13 @@ pub struct BenchArgs {
     /// Keep each run's testnet directory (homes and node logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+    /// Start every node with `--latency-ms MS`: each delays what it receives by MS, so every
+    /// message between two nodes takes MS more than on loopback.
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u64>,
+    /// Start every node with `--jitter-ms MS` (uniform 0..=MS on top of `--latency-ms`).
+    #[arg(long, value_name = "MS", requires = "latency_ms")]
+    pub jitter_ms: Option<u64>,
 }
 
 /// Runs `timed bench`.
@@ -98,8 +105,14 @@ async fn bench(args: &BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     for run in 0..args.runs {
         if !args.json {
+            let latency = args.latency_ms.map_or(String::new(), |ms| {
+                format!(
+                    ", {ms} ms one way + {} ms jitter",
+                    args.jitter_ms.unwrap_or(0)
+                )
+            });
             eprintln!(
-                "run {}/{}: {} validators, {} s idle + {} s load",
+                "run {}/{}: {} validators, {} s idle + {} s load{latency}",
                 run + 1,
                 args.runs,
                 args.validators,
@@ -120,6 +133,8 @@ async fn bench(args: &BenchArgs) -> Result<()> {
     let report = Report {
         validators: args.validators,
         seconds: args.seconds,
+        latency_ms: args.latency_ms,
+        jitter_ms: args.jitter_ms,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average_before: load_before,
         load_average_after: load_average(),

@@ -23,6 +23,12 @@ pub struct Report {
     pub validators: usize,
     /// Length of each measurement window.
     pub seconds: u64,
+    /// The one-way latency injected on every node (`--latency-ms`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Its jitter (`--jitter-ms`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
     /// CPUs of the machine.
     pub cpus: usize,
     /// `/proc/loadavg` before the first run.
@@ -59,8 +65,15 @@ pub fn medians(runs: &[Vec<Figure>]) -> Vec<Figure> {
 
 /// The human-readable table: one line per figure, a column per run, the median and the seed.
 pub fn print_table(report: &Report) {
+    let network = match report.latency_ms {
+        Some(ms) => format!(
+            "loopback + {ms} ms one way (+ 0..={} ms jitter)",
+            report.jitter_ms.unwrap_or(0)
+        ),
+        None => "loopback".to_string(),
+    };
     println!(
-        "timed bench: {} validators on loopback, back-to-back blocks, {} s per phase, {} CPUs, load average {} before / {} after",
+        "timed bench: {} validators on {network}, back-to-back blocks, {} s per phase, {} CPUs, load average {} before / {} after",
         report.validators,
         report.seconds,
         report.cpus,

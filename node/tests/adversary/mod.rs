@@ -92,6 +92,7 @@ pub async fn swarm(
         max_message_bytes: limits,
         max_sync_response_bytes: MAX_SYNC_RESPONSE_BYTES,
         discovery: Default::default(),
+        latency: None,
     };
     let (net, events) = timecoin_net::start(config, &mut registry)
         .await

@@ -149,21 +149,39 @@ pub(crate) async fn start(
         !external.is_empty(),
         registry,
     )?;
-    let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?
-        .with_dns()
-        .map_err(|e| NetError::Transport(format!("dns: {e}")))?
-        .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
-        .with_behaviour(|_| behaviour)
-        .unwrap_or_else(|never| match never {})
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
+    let builder = SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
+    // The layers above TCP; the two transports below have different types until `build`.
+    macro_rules! above_tcp {
+        ($builder:expr) => {
+            $builder
+                .with_dns()
+                .map_err(|e| NetError::Transport(format!("dns: {e}")))?
+                .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+                .with_behaviour(|_| behaviour)
+                .unwrap_or_else(|never| match never {})
+                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+                .build()
+        };
+    }
+    let mut swarm = match config.latency {
+        None => above_tcp!(builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?),
+        Some(latency) => {
+            tracing::warn!(
+                one_way = ?latency.one_way,
+                jitter = ?latency.jitter,
+                "latency injector on: every received byte is delayed (benchmarks only)"
+            );
+            above_tcp!(builder
+                .with_other_transport(|keypair| crate::latency::delayed_tcp(keypair, latency))
+                .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?)
+        }
+    };
 
     let mut topics = HashMap::new();
     let mut topic_hashes = HashMap::new();
