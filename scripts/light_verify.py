@@ -287,6 +287,47 @@ def run_vectors(path: str) -> int:
                 ("insert", 1, stake_at, bytes.fromhex(bonded)[:80].hex() + u64(unlock).hex())]
     c.eq("state.steps[2] changes", sorted(expected), ops(d["steps"][2]["ops"]))
 
+    # §17: the snapshot of the state after block 7 — its records, chunks, manifest and id.
+    live = {}
+    for step in d["steps"][:2]:
+        for op in step["ops"]:
+            key = (op["kind"], outpoint_bytes(op["outpoint"], "op"))
+            if op["op"] == "insert":
+                live[key] = unhex(op["record"], None, "record")
+            else:
+                live.pop(key, None)
+    records = [bytes([kind]) + outpoint + record for (kind, outpoint), record in sorted(live.items())]
+    sn = v["snapshot"]
+    m = sn["manifest"]
+    c.eq("snapshot.records", [r.hex() for r in records], sn["records"])
+    per = m["chunk_records"]
+    chunks = [b"".join(records[i:i + per]) for i in range(0, len(records), per)]
+    for i, chunk in enumerate(chunks):
+        c.eq(f"snapshot.chunks[{i}].bytes", chunk.hex(), sn["chunks"][i]["bytes"])
+        c.eq(f"snapshot.chunks[{i}].hash_preimage", parts(b"TIMECOIN/CHNK/01", chunk).hex(),
+             sn["chunks"][i]["hash_preimage"])
+        c.eq(f"snapshot.manifest.chunks[{i}]", blake(parts(b"TIMECOIN/CHNK/01", chunk)).hex(), m["chunks"][i])
+    c.eq("snapshot.manifest.records", len(records), m["records"])
+    c.eq("snapshot.manifest.state_root = state after block 7", d["steps"][1]["root"], m["state_root"])
+    c.eq("snapshot.manifest.block_hash = block 7", v["block"]["light_block"]["hash"], m["block_hash"])
+    cbor = c_map([
+        ("format", c_uint(m["format"])),
+        ("chain_id", c_text(m["chain_id"])),
+        ("height", c_uint(m["height"])),
+        ("block_hash", c_bytes(unhex(m["block_hash"], 32, "block_hash"))),
+        ("state_root", c_bytes(unhex(m["state_root"], 32, "state_root"))),
+        ("chunk_records", c_uint(per)),
+        ("records", c_uint(m["records"])),
+        ("chunks", c_array([c_bytes(unhex(h, 32, "chunk hash")) for h in m["chunks"]])),
+    ])
+    c.eq("snapshot.manifest_cbor", cbor.hex(), sn["manifest_cbor"])
+    c.eq("snapshot.id_preimage", parts(b"TIMECOIN/SNAP/01", cbor).hex(), sn["id_preimage"])
+    c.eq("snapshot.id", blake(parts(b"TIMECOIN/SNAP/01", cbor)).hex(), sn["id"])
+    restored = State()
+    for r in records:
+        restored.change(True, r[0], r[1:37], r[37:])
+    c.eq("snapshot: the records hash to the manifest's state root", restored.root().hex(), m["state_root"])
+
     d = v["genesis"]
     g = d["genesis"]
     cbor = c_genesis(g)

@@ -10,19 +10,25 @@ use timecoin_ledger::snapshot::{
 use timecoin_types::codec;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else {
+    // A big-endian u16 length, that many bytes of manifest, then the chunk.
+    let Some((&[high, low], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let (manifest_bytes, chunk) = rest.split_at((split as usize * 8).min(rest.len()));
+    let (manifest_bytes, chunk) =
+        rest.split_at((usize::from(high) << 8 | usize::from(low)).min(rest.len()));
     if let Ok(records) = decode_records(chunk) {
         let mut again = Vec::new();
         records.iter().for_each(|r| r.encode_into(&mut again));
         assert_eq!(again, chunk, "a decoded chunk re-encodes to its bytes");
-        assert!(records.windows(2).all(|w| w[0].order_key() < w[1].order_key()));
+        assert!(records
+            .windows(2)
+            .all(|w| w[0].order_key() < w[1].order_key()));
     }
     if let Ok(manifest) = codec::decode::<SnapshotManifest>(manifest_bytes, MAX_MANIFEST_BYTES) {
         if manifest.check(&manifest.chain_id.clone()).is_ok() {
-            let total: u64 = (0..manifest.chunks.len() as u32).map(|i| manifest.records_in(i)).sum();
+            let total: u64 = (0..manifest.chunks.len() as u32)
+                .map(|i| manifest.records_in(i))
+                .sum();
             assert_eq!(total, manifest.records);
             let mut with_chunk = manifest.clone();
             if let Some(first) = with_chunk.chunks.first_mut() {

@@ -11,6 +11,7 @@
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use timecoin_chain::snapshot::{chunk_hash, Record, SnapshotManifest, SNAPSHOT_FORMAT};
 use timecoin_chain::{
     full_tx_root, possession_digest, reward_outpoint, reward_outputs, rewards_root, subsidy,
     tx_root, BlockHeader, Genesis, GenesisValidator, MerklePath, OutPoint, Stake, StakeRecord,
@@ -785,6 +786,78 @@ fn deregistration_ops(registration: &Transaction, deregistration: &Transaction) 
     ops
 }
 
+/// The snapshot of the state after block 7 (block hash `block_hash`), in chunks of 3
+/// records: every record, each chunk with its hash preimage, the manifest with its CBOR and
+/// id.
+fn snapshot_vector(txs: &[Transaction], block_hash: Hash256) -> Value {
+    let set = the_set();
+    let proposer = set.proposer(7, 1).public_key;
+    let rewards = reward_outputs(&set, &proposer, subsidy(7) + 2 * (COIN / 100));
+    // The live entries after block 7, by (kind, outpoint): what the changes leave.
+    let mut live = std::collections::BTreeMap::new();
+    for op in genesis_ops()
+        .iter()
+        .chain(&block_7_ops(&txs[..2], &rewards))
+    {
+        let key = (op.kind_and_record().0, op.outpoint.to_bytes());
+        if op.insert {
+            live.insert(key, op.entry);
+        } else {
+            live.remove(&key);
+        }
+    }
+    let records: Vec<Record> = live
+        .iter()
+        .map(|((_, outpoint), entry)| {
+            let outpoint = OutPoint::from_bytes(outpoint);
+            match entry {
+                Entry::Output(o) => Record::Output(outpoint, *o),
+                Entry::Stake(r) => Record::Stake(outpoint, *r),
+            }
+        })
+        .collect();
+    let chunk_records = 3u32;
+    let chunks: Vec<Vec<u8>> = records
+        .chunks(chunk_records as usize)
+        .map(|chunk| {
+            let mut bytes = Vec::new();
+            chunk.iter().for_each(|r| r.encode_into(&mut bytes));
+            bytes
+        })
+        .collect();
+    let state = state_after_block_7(&txs[..2], &rewards);
+    let manifest = SnapshotManifest {
+        format: SNAPSHOT_FORMAT,
+        chain_id: CHAIN.into(),
+        height: 7,
+        block_hash,
+        state_root: state.root(),
+        chunk_records,
+        records: records.len() as u64,
+        chunks: chunks.iter().map(|c| chunk_hash(c)).collect(),
+    };
+    manifest.check(CHAIN).unwrap();
+    let cbor = codec::encode(&manifest);
+    let id_preimage = parts(&[b"TIMECOIN/SNAP/01", &cbor]);
+    assert_eq!(Hash256::digest(&id_preimage), manifest.id());
+    json!({
+        "records": records.iter().map(|r| {
+            let mut bytes = Vec::new();
+            r.encode_into(&mut bytes);
+            hex(&bytes)
+        }).collect::<Vec<_>>(),
+        "chunks": chunks.iter().map(|c| {
+            let preimage = parts(&[b"TIMECOIN/CHNK/01", c]);
+            assert_eq!(Hash256::digest(&preimage), chunk_hash(c));
+            json!({ "bytes": hex(c), "hash_preimage": hex(&preimage), "hash": chunk_hash(c).to_string() })
+        }).collect::<Vec<_>>(),
+        "manifest": to_json(&manifest),
+        "manifest_cbor": hex(&cbor),
+        "id_preimage": hex(&id_preimage),
+        "id": manifest.id().to_string(),
+    })
+}
+
 /// The state commitment: one entry's expansion, the empty and genesis roots, and the roots
 /// after block 7 and after a deregistration.
 fn state_vector(txs: &[Transaction]) -> Value {
@@ -1049,6 +1122,11 @@ fn vectors() -> Value {
     let set = the_set();
     let txs = transactions();
     let (merkle_roots, merkle_paths) = merkle_vectors(&txs);
+    let block = block_vector(&txs);
+    let block_hash: Hash256 = block["light_block"]["hash"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .expect("the block's hash");
     json!({
         "about": "Test vectors of docs/PROTOCOL.md, written by crates/light/tests/vectors.rs. Keys are Ed25519 from the 32-byte seed [n; 32]; hex is lowercase; every *preimage is the exact byte string hashed with BLAKE3-256 into the value next to it. The block of height 7 takes the genesis state as its parent state (the vectors have no heights 1 to 6).",
         "format": 1,
@@ -1074,7 +1152,8 @@ fn vectors() -> Value {
         "merkle_paths": merkle_paths,
         "subsidy": subsidy_vectors(),
         "reward_outpoints": reward_outpoint_vectors(),
-        "block": block_vector(&txs),
+        "snapshot": snapshot_vector(&txs, block_hash),
+        "block": block,
         "genesis": genesis_vector(),
     })
 }
