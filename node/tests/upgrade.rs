@@ -1,5 +1,6 @@
-//! Heights a node must not reach: an upgrade in the genesis schedule to a protocol version its
-//! binary does not implement (every node stops before it, saying why, with no fork), and the
+//! Upgrades at a height: the network moves from protocol version 1 to 2 at a scheduled height
+//! with no fork (this binary implements 2), then every node stops before a scheduled version
+//! 3 that its binary does not implement, saying why, as an old binary would; and the
 //! operator's `--halt-height` (a clean stop before it).
 
 mod common;
@@ -9,16 +10,22 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use timecoin_ledger::Store;
 
+/// Where version 2 takes effect.
 const UPGRADE_AT: u64 = 8;
+/// Where version 3, which this binary lacks, would.
+const UNKNOWN_AT: u64 = 16;
 const HALT_AT: u64 = 5;
 
-/// The node's finalized tip and the hash of every block up to it, read from its database
-/// once the process is gone.
-fn chain_of(node: &NodeProc) -> Vec<String> {
+/// The node's finalized blocks (hash and header version, heights 1 to the tip), read from
+/// its database once the process is gone.
+fn chain_of(node: &NodeProc) -> Vec<(String, u32)> {
     let store = Store::open(&node.home.join("data/timed.redb")).unwrap();
     let (tip, _) = store.tip().unwrap();
     (1..=tip)
-        .map(|h| store.block_hash(h).unwrap().unwrap().to_string())
+        .map(|h| {
+            let header = store.header(h).unwrap().unwrap();
+            (header.hash().to_string(), header.version)
+        })
         .collect()
 }
 
@@ -31,7 +38,10 @@ fn nodes_stop_before_an_unknown_protocol_version_and_at_their_halt_height() {
         let path = dir.join("genesis.json");
         let mut genesis: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        genesis["upgrades"] = json!([{ "version": 2, "height": UPGRADE_AT }]);
+        genesis["upgrades"] = json!([
+            { "version": 2, "height": UPGRADE_AT },
+            { "version": 3, "height": UNKNOWN_AT },
+        ]);
         std::fs::write(&path, genesis.to_string()).unwrap();
     }
     net.nodes[3].args = vec!["--halt-height".into(), HALT_AT.to_string()];
@@ -60,19 +70,28 @@ fn nodes_stop_before_an_unknown_protocol_version_and_at_their_halt_height() {
         );
         let log = net.nodes[i].log_tail(10);
         assert!(
-            log.contains(&format!("height {UPGRADE_AT} follows protocol version 2"))
-                && log.contains("implements only up to version 1"),
+            log.contains(&format!("height {UNKNOWN_AT} follows protocol version 3"))
+                && log.contains("implements only up to version 2"),
             "node{i}:\n{log}"
         );
     }
 
-    // Three quarters of the weight went on to the height before the upgrade and agree on it;
-    // the halted node stopped at the height before its halt height, on the same chain.
-    let chains: Vec<Vec<String>> = net.nodes.iter().map(chain_of).collect();
+    // Three quarters of the weight moved to version 2 at its height, went on to the height
+    // before version 3 and agree on it; the halted node stopped at the height before its
+    // halt height, on the same chain.
+    let chains: Vec<Vec<(String, u32)>> = net.nodes.iter().map(chain_of).collect();
     for chain in &chains[..3] {
-        assert_eq!(chain.len() as u64, UPGRADE_AT - 1);
+        assert_eq!(chain.len() as u64, UNKNOWN_AT - 1);
         assert_eq!(chain, &chains[0], "no fork");
     }
+    let versions: Vec<u32> = chains[0].iter().map(|(_, v)| *v).collect();
+    let expected: Vec<u32> = (1..UNKNOWN_AT)
+        .map(|h| if h < UPGRADE_AT { 1 } else { 2 })
+        .collect();
+    assert_eq!(
+        versions, expected,
+        "headers switch to version 2 at {UPGRADE_AT}"
+    );
     assert_eq!(chains[3].len() as u64, HALT_AT - 1);
     assert_eq!(chains[3][..], chains[0][..chains[3].len()]);
 
@@ -82,5 +101,5 @@ fn nodes_stop_before_an_unknown_protocol_version_and_at_their_halt_height() {
     assert!(again.is_some_and(|s| !s.success()), "{again:?}");
     assert!(net.nodes[0]
         .log_tail(5)
-        .contains("follows protocol version 2"));
+        .contains("follows protocol version 3"));
 }

@@ -286,7 +286,7 @@ impl Genesis {
         let set = self.validator_set();
         Block {
             header: BlockHeader {
-                version: crate::PROTOCOL_VERSION,
+                version: self.version_at(0),
                 chain_id: self.chain_id.clone(),
                 height: 0,
                 round: 0,

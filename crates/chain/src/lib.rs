@@ -31,8 +31,12 @@ pub use state::StateHash;
 pub use tx::{OutPoint, Transaction, TxInput, TxOutput};
 
 /// The highest protocol version this binary implements. Every header carries the version in
-/// force at its height ([`Genesis::version_at`]).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// force at its height ([`Genesis::version_at`]); a chain starts at version 1.
+///
+/// Version 2 changes no validity rule: it is the first version a chain can schedule, so that
+/// a network can take an upgrade at an agreed height (headers switch to 2, nothing forks)
+/// before an upgrade that changes rules needs the path.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest encoded transaction, in bytes.
 pub const MAX_TX_BYTES: usize = 100 * 1024;
 /// Most inputs in one transaction.

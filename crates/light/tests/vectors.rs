@@ -16,7 +16,7 @@ use timecoin_chain::{
     full_tx_root, possession_digest, reward_outpoint, reward_outputs, rewards_root, subsidy,
     tx_root, BlockHeader, Genesis, GenesisValidator, MerklePath, OutPoint, Stake, StakeRecord,
     StateHash, Transaction, TxOutput, ACTIVATION_DELAY, DEFAULT_MIN_OUTPUT,
-    DEFAULT_UNBONDING_BLOCKS, MIN_COLLATERAL, PROTOCOL_VERSION,
+    DEFAULT_UNBONDING_BLOCKS, MIN_COLLATERAL,
 };
 use timecoin_types::{
     codec, Address, Certificate, Hash256, Keypair, Proposal, PublicKey, Validator, ValidatorSet,
@@ -980,7 +980,7 @@ fn block_vector(txs: &[Transaction]) -> Value {
     let rewards = reward_outputs(&set, &proposer, total);
     assert_eq!(rewards.iter().map(|o| o.amount).sum::<u64>(), total);
     let header = BlockHeader {
-        version: PROTOCOL_VERSION,
+        version: 1,
         chain_id: CHAIN.into(),
         height,
         round,

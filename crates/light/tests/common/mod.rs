@@ -4,7 +4,7 @@
 
 use timecoin_chain::{
     full_tx_root, rewards_root, tx_root, BlockHeader, Genesis, GenesisValidator, MerklePath,
-    OutPoint, Transaction, TxOutput, PROTOCOL_VERSION,
+    OutPoint, Transaction, TxOutput,
 };
 use timecoin_light::{Bundle, LightBlock, TxInclusion, BUNDLE_FORMAT};
 use timecoin_types::{
@@ -116,7 +116,7 @@ pub fn chain(members: u32, height: u64, change_every: u64) -> Chain {
         };
         let body: &[Transaction] = if h == height { &last_transactions } else { &[] };
         let header = BlockHeader {
-            version: PROTOCOL_VERSION,
+            version: 1,
             chain_id: CHAIN.into(),
             height: h,
             round: (h % 3) as u32,
