@@ -162,22 +162,7 @@ async fn offers(
     shared: &Shared,
     backoff: &mut Backoff,
 ) -> BTreeMap<Hash256, (SnapshotManifest, Vec<PeerId>)> {
-    let now = Instant::now();
-    let peers: Vec<PeerId> = shared
-        .net
-        .peers()
-        .await
-        .into_iter()
-        .filter_map(|p| p.peer_id.parse().ok())
-        .filter(|p| !backoff.is_waiting(p, now))
-        .collect();
-    let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
-        (
-            peer,
-            ask(shared, peer, &SyncRequest::Snapshot, ASK_TIMEOUT).await,
-        )
-    }))
-    .await;
+    let answers = sync::ask_all(shared, backoff, &SyncRequest::Snapshot, ASK_TIMEOUT).await;
     let mut offers: BTreeMap<Hash256, (SnapshotManifest, Vec<PeerId>)> = BTreeMap::new();
     for (peer, answer) in answers {
         match answer {
@@ -292,10 +277,12 @@ async fn walk(
         if let Some(reached) = trusted.take_if(|b| b.header.height == to) {
             return Ok(reached);
         }
+        let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
+            break;
+        };
         if failures >= 2 * peers.len() {
             break;
         }
-        let peer = peers[turn % peers.len()];
         let request = SyncRequest::LightBlocks { after: from, to };
         let fault = match ask(shared, peer, &request, ASK_TIMEOUT).await {
             Ok(SyncResponse::LightBlocks(blocks)) if blocks.len() <= MAX_LIGHT_BLOCKS => {

@@ -215,8 +215,14 @@ pub(crate) fn fail(
     warn!(%peer, reason = why, penalized = invalid_everywhere, backoff = ?delay, "sync peer failed");
 }
 
-/// Asks every connected peer that is not backed off for its tip.
-async fn peer_tips(shared: &Shared, backoff: &mut Backoff) -> Vec<(PeerId, u64)> {
+/// Sends `request` to every connected peer that is not backed off, all at once, each
+/// answering within `within`.
+pub(crate) async fn ask_all(
+    shared: &Shared,
+    backoff: &Backoff,
+    request: &SyncRequest,
+    within: Duration,
+) -> Vec<(PeerId, Result<SyncResponse, AskError>)> {
     let now = Instant::now();
     let peers: Vec<PeerId> = shared
         .net
@@ -226,13 +232,17 @@ async fn peer_tips(shared: &Shared, backoff: &mut Backoff) -> Vec<(PeerId, u64)>
         .filter_map(|p| p.peer_id.parse().ok())
         .filter(|p| !backoff.is_waiting(p, now))
         .collect();
-    let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
-        (
-            peer,
-            ask(shared, peer, &SyncRequest::Status, STATUS_TIMEOUT).await,
-        )
-    }))
-    .await;
+    futures::future::join_all(
+        peers
+            .into_iter()
+            .map(|peer| async move { (peer, ask(shared, peer, request, within).await) }),
+    )
+    .await
+}
+
+/// Asks every connected peer that is not backed off for its tip.
+async fn peer_tips(shared: &Shared, backoff: &mut Backoff) -> Vec<(PeerId, u64)> {
+    let answers = ask_all(shared, backoff, &SyncRequest::Status, STATUS_TIMEOUT).await;
     let mut tips = Vec::new();
     for (peer, answer) in answers {
         match answer {

@@ -114,13 +114,13 @@ impl Store {
         restore: &Restore,
         mut chunk: impl FnMut(u32) -> Result<Vec<u8>, SnapshotError>,
     ) -> Result<(), StoreError> {
+        check_restore(genesis, restore)?;
         let Restore {
             manifest,
             header,
             certificate,
             sets,
         } = restore;
-        check_restore(genesis, restore)?;
         let height = manifest.height;
         let txn = self.db.begin_write()?;
         {
@@ -202,12 +202,7 @@ impl Store {
 /// Checks that the parts of `restore` belong together: the header is the manifest's block,
 /// commits to the first two sets, and the certificate finalizes it.
 fn check_restore(genesis: &Genesis, restore: &Restore) -> Result<(), StoreError> {
-    let Restore {
-        manifest,
-        header,
-        certificate,
-        sets,
-    } = restore;
+    let (manifest, header, sets) = (&restore.manifest, &restore.header, &restore.sets);
     manifest.check(&genesis.chain_id)?;
     let refuse = |why: &str| Err(SnapshotError::Manifest(why.to_string()).into());
     if header.height != manifest.height || header.hash() != manifest.block_hash {
@@ -221,7 +216,9 @@ fn check_restore(genesis: &Genesis, restore: &Restore) -> Result<(), StoreError>
     {
         return refuse("the validator sets given are not the header's");
     }
-    certificate.verify_for(&genesis.chain_id, &sets[0], header.height, &header.hash())?;
+    restore
+        .certificate
+        .verify_for(&genesis.chain_id, &sets[0], header.height, &header.hash())?;
     Ok(())
 }
 
