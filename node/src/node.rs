@@ -414,33 +414,10 @@ impl Node {
         let shared = self.shared.clone();
         let stop_at = self.stop_before.map_or(u64::MAX, |s| s.height());
         let (applied, result) = tokio::task::spawn_blocking(move || {
-            let mut applied = Vec::new();
-            for item in blocks {
-                let (tip, _) = shared.store.tip().map_err(|e| local(&e))?;
-                let height = item.block.header.height;
-                if height <= tip {
-                    continue;
-                }
-                if height >= stop_at {
-                    break;
-                }
-                if let Err(refusal) = sync::check_and_apply(&shared.store, &shared.genesis, &item) {
-                    shared.clean_mempool(&applied);
-                    let refusal = match refusal {
-                        SyncRefusal::Certificate(e) => {
-                            SyncRefusal::Certificate(format!("block {height}: {e}"))
-                        }
-                        SyncRefusal::Local(e) => SyncRefusal::Local(format!("block {height}: {e}")),
-                    };
-                    return Ok((applied.len() as u64, Err(refusal)));
-                }
-                shared.snapshot_if_due(height);
-                shared.announce_block(&item.block);
-                applied.push(item.block);
-            }
+            let (applied, result) = sync::apply_synced(&shared, blocks, stop_at);
             shared.clean_mempool(&applied);
             let (tip, _) = shared.store.tip().map_err(|e| local(&e))?;
-            Ok::<_, SyncRefusal>((applied.len() as u64, Ok(tip)))
+            Ok::<_, SyncRefusal>((applied.len() as u64, result.map(|()| tip)))
         })
         .await
         .map_err(|e| local(&e))??;

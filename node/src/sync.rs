@@ -25,7 +25,7 @@ use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timecoin_ledger::{Genesis, Store};
+use timecoin_ledger::{Block, Genesis, Store};
 use timecoin_types::codec;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
@@ -157,6 +157,57 @@ pub fn check_and_apply(
     store
         .apply_block(&item.block, &item.certificate, genesis)
         .map_err(local)
+}
+
+/// Applies synced blocks (consecutive, as the sync client checked) from the tip + 1 up to
+/// `stop_at` (exclusive): in runs of one write transaction each, a run ending at every
+/// snapshot height so that the snapshot sees that height's state. A run the store refuses is
+/// applied again one block at a time, which keeps its valid blocks and names the one at
+/// fault. Returns the blocks applied. Runs on a blocking thread.
+pub fn apply_synced(
+    shared: &Shared,
+    blocks: Vec<SyncedBlock>,
+    stop_at: u64,
+) -> (Vec<Block>, Result<(), SyncRefusal>) {
+    let tip = match shared.store.tip() {
+        Ok((tip, _)) => tip,
+        Err(e) => return (Vec::new(), Err(SyncRefusal::Local(e.to_string()))),
+    };
+    let store = &shared.store;
+    let mut applied = Vec::new();
+    let mut run: Vec<SyncedBlock> = Vec::new();
+    let mut items = blocks
+        .into_iter()
+        .filter(|item| item.block.header.height > tip)
+        .take_while(|item| item.block.header.height < stop_at)
+        .peekable();
+    while let Some(item) = items.next() {
+        let height = item.block.header.height;
+        run.push(item);
+        if items.peek().is_some() && !store.is_snapshot_height(height) {
+            continue;
+        }
+        let pairs: Vec<_> = run.iter().map(|i| (&i.block, &i.certificate)).collect();
+        let whole = store.apply_blocks(&pairs, &shared.genesis).is_ok();
+        for item in run.drain(..) {
+            let height = item.block.header.height;
+            if !whole {
+                if let Err(refusal) = check_and_apply(store, &shared.genesis, &item) {
+                    let refusal = match refusal {
+                        SyncRefusal::Certificate(e) => {
+                            SyncRefusal::Certificate(format!("block {height}: {e}"))
+                        }
+                        SyncRefusal::Local(e) => SyncRefusal::Local(format!("block {height}: {e}")),
+                    };
+                    return (applied, Err(refusal));
+                }
+            }
+            shared.announce_block(&item.block);
+            applied.push(item.block);
+        }
+        shared.snapshot_if_due(height);
+    }
+    (applied, Ok(()))
 }
 
 /// Starts the sync task.

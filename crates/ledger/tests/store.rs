@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use timecoin_ledger::{
-    reward_outpoint, reward_outputs, subsidy, BlockError, Genesis, GenesisError, OutPoint, Store,
-    StoreError, TxError, TxOutput, DEFAULT_MIN_OUTPUT,
+    reward_outpoint, reward_outputs, subsidy, Block, BlockError, Genesis, GenesisError, OutPoint,
+    Store, StoreError, TxError, TxOutput, DEFAULT_MIN_OUTPUT,
 };
-use timecoin_types::{Address, CertificateError, Hash256, Keypair, COIN};
+use timecoin_types::{Address, Certificate, CertificateError, Hash256, Keypair, COIN};
 
 #[test]
 fn genesis_is_stored_once_and_other_geneses_are_refused() {
@@ -568,4 +568,41 @@ fn genesis_files_without_a_minimum_output_load_with_the_default_and_keep_their_h
     assert_eq!(json["min_output"], 1);
     assert_eq!(serde_json::from_value::<Genesis>(json).unwrap(), custom);
     assert_ne!(custom.hash(), genesis.hash());
+}
+
+#[test]
+fn a_run_of_blocks_applies_in_one_transaction_whole_or_not_at_all() {
+    // A second chain builds the blocks; the store under test applies them as a run.
+    let source = Chain::new();
+    let target = Chain::new();
+    let to = Address::of(&Keypair::from_seed([205; 32]).public());
+    let blocks: Vec<Block> = (0..4)
+        .map(|i| source.commit(vec![source.spend_allocation(i, to, COIN)]))
+        .collect();
+    let certificates: Vec<Certificate> = blocks.iter().map(|b| source.certify(b)).collect();
+    let run = |range: std::ops::Range<usize>, forge_last: bool| {
+        let mut certs = certificates[range.clone()].to_vec();
+        if forge_last {
+            let last = certs.last_mut().unwrap();
+            last.signatures.truncate(1);
+        }
+        let pairs: Vec<(&Block, &Certificate)> = blocks[range].iter().zip(&certs).collect();
+        target.store.apply_blocks(&pairs, &target.genesis)
+    };
+
+    // The third block's certificate is one signature: the whole run is refused.
+    let before = snapshot(&target);
+    let err = run(0..3, true).unwrap_err();
+    assert!(matches!(err, StoreError::Certificate(_)), "{err}");
+    assert_eq!(snapshot(&target), before, "nothing of the run was written");
+
+    run(0..3, false).unwrap();
+    assert_eq!(target.height(), 3);
+    run(3..4, false).unwrap();
+    assert_eq!(target.store.tip().unwrap(), source.store.tip().unwrap());
+    assert_eq!(
+        target.store.recompute_state().unwrap().root(),
+        source.store.recompute_state().unwrap().root()
+    );
+    assert_eq!(target.store.balance(&to).unwrap(), 4 * COIN);
 }

@@ -122,79 +122,102 @@ impl Store {
         certificate: &Certificate,
         genesis: &Genesis,
     ) -> Result<(), StoreError> {
+        self.apply_blocks(&[(block, certificate)], genesis)
+    }
+
+    /// Applies consecutive finalized blocks, each checked as [`Store::apply_block`] checks
+    /// it, in one write transaction (one durable commit for the run, as catch-up sync wants):
+    /// all of them or, if any is refused, none.
+    pub fn apply_blocks(
+        &self,
+        blocks: &[(&Block, &Certificate)],
+        genesis: &Genesis,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            check_genesis(&meta, genesis)?;
-            let tip = read_tip(&meta)?;
-            let height = block.header.height;
-            if height != tip.height + 1 {
-                return Err(StoreError::NotNextHeight {
-                    expected: tip.height + 1,
-                    got: height,
-                });
-            }
-            let mut sets = txn.open_table(VALIDATOR_SETS)?;
-            let set = read_set(&sets, height)?;
-            let next_set = read_set(&sets, height + 1)?;
-            let hash = block.hash();
-            certificate.verify_for(&genesis.chain_id, &set, height, &hash)?;
-            // No clock bound: the block is final, and may be old (catching up).
-            let parent = tip.parent(&set, &next_set);
-            check_block_shape(block, genesis, &parent, None, &self.checked)?;
-
-            // Spending writes as it goes: a later failure (a double spend, wrong rewards)
-            // returns before commit and the dropped transaction discards these writes.
-            let mut utxos = Utxos::open(&txn)?;
-            let mut stakes = txn.open_table(STAKES)?;
-            let spends = check_spends(block, genesis, &set, &next_set, &stakes, |op| {
-                utxos.spend(op)
-            })?;
-            let state = spends.state_after(read_state(&meta)?, block);
-            check_state_root(block, &state)?;
-            let changes = &spends.changes;
-            let after_next = changes.apply_to(&next_set)?;
-            for (outpoint, _) in &changes.released {
-                stakes.remove(&outpoint.to_bytes())?;
-            }
-            for (outpoint, record) in changes.entered.iter().chain(&changes.exited) {
-                stakes.insert(&outpoint.to_bytes(), &record.to_bytes())?;
-            }
-
-            let mut txs = txn.open_table(TXS)?;
-            for (index, (tx, &fee)) in block.transactions.iter().zip(&spends.fees).enumerate() {
-                let txid = tx.txid();
-                for (i, output) in tx.outputs.iter().enumerate() {
-                    let outpoint = OutPoint {
-                        txid,
-                        index: i as u32,
-                    };
-                    utxos.insert(&outpoint, output)?;
-                }
-                let location = TxLocation {
-                    height,
-                    index: index as u32,
-                    fee,
-                };
-                txs.insert(txid.as_bytes(), &location.to_bytes())?;
-            }
-            utxos.insert_rewards(height, &block.rewards)?;
-
-            insert_block(&txn, block, &hash)?;
-            txn.open_table(CERTIFICATES)?
-                .insert(height, codec::encode(certificate).as_slice())?;
-            // The block's (de)registrations take effect ACTIVATION_DELAY heights later.
-            sets.insert(
-                height + ACTIVATION_DELAY,
-                codec::encode(&after_next).as_slice(),
-            )?;
-            meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
-            meta.insert(META_STATE, state.to_bytes().as_slice())?;
-            if self.retain_blocks > 0 {
-                prune_bodies(&txn, &mut meta, height, self.retain_blocks)?;
-            }
+        for (block, certificate) in blocks {
+            self.apply_in(&txn, block, certificate, genesis)?;
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// Applies one block inside `txn`.
+    fn apply_in(
+        &self,
+        txn: &WriteTransaction,
+        block: &Block,
+        certificate: &Certificate,
+        genesis: &Genesis,
+    ) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META)?;
+        check_genesis(&meta, genesis)?;
+        let tip = read_tip(&meta)?;
+        let height = block.header.height;
+        if height != tip.height + 1 {
+            return Err(StoreError::NotNextHeight {
+                expected: tip.height + 1,
+                got: height,
+            });
+        }
+        let mut sets = txn.open_table(VALIDATOR_SETS)?;
+        let set = read_set(&sets, height)?;
+        let next_set = read_set(&sets, height + 1)?;
+        let hash = block.hash();
+        certificate.verify_for(&genesis.chain_id, &set, height, &hash)?;
+        // No clock bound: the block is final, and may be old (catching up).
+        let parent = tip.parent(&set, &next_set);
+        check_block_shape(block, genesis, &parent, None, &self.checked)?;
+
+        // Spending writes as it goes: a later failure (a double spend, wrong rewards)
+        // returns before commit and the dropped transaction discards these writes.
+        let mut utxos = Utxos::open(txn)?;
+        let mut stakes = txn.open_table(STAKES)?;
+        let spends = check_spends(block, genesis, &set, &next_set, &stakes, |op| {
+            utxos.spend(op)
+        })?;
+        let state = spends.state_after(read_state(&meta)?, block);
+        check_state_root(block, &state)?;
+        let changes = &spends.changes;
+        let after_next = changes.apply_to(&next_set)?;
+        for (outpoint, _) in &changes.released {
+            stakes.remove(&outpoint.to_bytes())?;
+        }
+        for (outpoint, record) in changes.entered.iter().chain(&changes.exited) {
+            stakes.insert(&outpoint.to_bytes(), &record.to_bytes())?;
+        }
+
+        let mut txs = txn.open_table(TXS)?;
+        for (index, (tx, &fee)) in block.transactions.iter().zip(&spends.fees).enumerate() {
+            let txid = tx.txid();
+            for (i, output) in tx.outputs.iter().enumerate() {
+                let outpoint = OutPoint {
+                    txid,
+                    index: i as u32,
+                };
+                utxos.insert(&outpoint, output)?;
+            }
+            let location = TxLocation {
+                height,
+                index: index as u32,
+                fee,
+            };
+            txs.insert(txid.as_bytes(), &location.to_bytes())?;
+        }
+        utxos.insert_rewards(height, &block.rewards)?;
+
+        insert_block(txn, block, &hash)?;
+        txn.open_table(CERTIFICATES)?
+            .insert(height, codec::encode(certificate).as_slice())?;
+        // The block's (de)registrations take effect ACTIVATION_DELAY heights later.
+        sets.insert(
+            height + ACTIVATION_DELAY,
+            codec::encode(&after_next).as_slice(),
+        )?;
+        meta.insert(META_TIP, Tip::of(&block.header, hash).to_bytes().as_slice())?;
+        meta.insert(META_STATE, state.to_bytes().as_slice())?;
+        if self.retain_blocks > 0 {
+            prune_bodies(txn, &mut meta, height, self.retain_blocks)?;
+        }
         Ok(())
     }
 }

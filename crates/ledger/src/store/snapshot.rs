@@ -73,6 +73,14 @@ impl Store {
             .map(|s| SnapshotDir::new(&s.config.dir))
     }
 
+    /// Whether this store writes a snapshot of `height`: a run of blocks applied in one
+    /// transaction must end there, so that the snapshot sees the state of that height.
+    pub fn is_snapshot_height(&self, height: u64) -> bool {
+        self.snapshots
+            .as_ref()
+            .is_some_and(|s| s.config.interval > 0 && height.is_multiple_of(s.config.interval))
+    }
+
     /// The snapshot of `height` to write, when it is a snapshot height, the tip is still
     /// there and no other snapshot is being written. Call it right after applying the block;
     /// the job holds the state of that moment however long the writing takes.
@@ -81,12 +89,13 @@ impl Store {
         height: u64,
         chain_id: &str,
     ) -> Result<Option<SnapshotJob>, StoreError> {
-        let Some(snapshots) = &self.snapshots else {
+        let Some(snapshots) = self
+            .snapshots
+            .as_ref()
+            .filter(|_| self.is_snapshot_height(height))
+        else {
             return Ok(None);
         };
-        if snapshots.config.interval == 0 || !height.is_multiple_of(snapshots.config.interval) {
-            return Ok(None);
-        }
         let txn = self.db.begin_read()?;
         if read_tip(&txn.open_table(META)?)?.height != height
             || snapshots.writing.swap(true, Ordering::AcqRel)
