@@ -19,7 +19,8 @@
 #      E2E_KEEP_LOGS=DIR (save every node's full log there), E2E_LOG_TAIL (lines per node
 #      printed on failure: 1000, or "all"), COMPOSE ("docker-compose" or "docker compose"; auto-detected),
 #      E2E_SELFTEST_FAIL=1 (fail right after start-up, to see the failure path: logs + teardown),
-#      E2E_ADDRESS_CHANGE=1 (also heal a 2/2 split with new addresses; see that step).
+#      E2E_ADDRESS_CHANGE=1 (also heal a 2/2 split with new addresses; see that step),
+#      E2E_SPLIT_S (20: seconds the 2/2 split lasts).
 # Needs: docker (engine + docker-compose v1 or compose v2), python3. Partitions use extra docker
 # networks and `docker network disconnect`, never iptables; the only traffic goes to 127.0.0.1
 # and to the project's own containers.
@@ -164,7 +165,9 @@ NODES = [f"node{i}" for i in range(5)]
 VALIDATORS = NODES[:4]
 PORT = {n: BASE + 100 + i for i, n in enumerate(NODES)}
 HOLD_BLOCKS = 6          # blocks the rest of the network finalizes while a node is out
-HALT_WINDOW = 8.0        # seconds a 2/2 split is watched for (no) finality
+# Seconds a 2/2 split is watched for (no) finality: by default long enough that pings close
+# every connection across it and redials reach their cap.
+HALT_WINDOW = float(os.environ.get("E2E_SPLIT_S", "20"))
 T0 = time.time()
 
 
@@ -389,6 +392,7 @@ def perturbation(name, out, apply, heal, *, halt=False, majority=None, hold=HOLD
                     raise Fail(f"{name}: isolated {n} finalized alone up to {h}")
     at_heal = [height(n, timeout=0.5) for n in out]
     out_at_heal = out_height if any(h is None for h in at_heal) else min(at_heal)
+    heal_began = time.time()
     heal()
     healed = time.time()
     top = max_height(majority)
@@ -401,7 +405,8 @@ def perturbation(name, out, apply, heal, *, halt=False, majority=None, hold=HOLD
     wait_for(f"{name}: every node to answer", lambda: min_height(NODES) is not None, 30)
     new_forks = check_agreement()
     behind = max(0, top - out_at_heal)
-    log(f"{name}: finality resumed {resumed:.1f}s after heal, {','.join(out)} caught up "
+    log(f"{name}: finality resumed {resumed:.1f}s after heal ({healed - heal_began:.1f}s of docker "
+        f"calls before), {','.join(out)} caught up "
         f"{behind} blocks in {caught:.1f}s, forks {new_forks}")
     results.append((name, resumed, behind, caught, new_forks))
     if new_forks:

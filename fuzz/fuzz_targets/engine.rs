@@ -38,6 +38,7 @@ enum Op {
         block: u8,
         valid: bool,
     },
+    PeerJoined,
 }
 
 /// Keys 0..4 are the set (0 is the engine's own, which no input can sign with: nobody else
@@ -134,6 +135,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 block_hash: block_hash(block),
                 valid,
             },
+            Op::PeerJoined => Input::PeerJoined,
         };
         outputs.extend(engine.handle(input).outputs);
         for output in outputs.drain(..) {

@@ -9,6 +9,7 @@
 
 mod effects;
 mod intake;
+mod resend;
 
 use crate::shared::{report_gossip, Internal, Shared, Status};
 use crate::sync::{self, SyncHandle, SyncRefusal};
@@ -155,6 +156,8 @@ pub struct Node {
     stop_before: Option<StopBefore>,
     /// The signer, while the node watches for another process using its key.
     watch: Option<DoppelgangerWatch>,
+    /// When to send our votes again for peers that joined.
+    resend: resend::ResendPacer,
 }
 
 impl Node {
@@ -201,6 +204,7 @@ impl Node {
             proposals_in_check: 0,
             stop_before,
             watch,
+            resend: resend::ResendPacer::default(),
             proposals: restored
                 .into_iter()
                 .map(|m| ((m.proposal.height, m.proposal.block_hash), m))
@@ -220,6 +224,7 @@ impl Node {
         loop {
             let next_start = self.next_start;
             let watch_until = self.watch.as_ref().map(|w| w.until);
+            let resend_at = self.resend.due();
             if let (Some(stop), Some((height, _))) = (self.stop_before, next_start) {
                 if height >= stop.height() {
                     return match stop {
@@ -248,6 +253,10 @@ impl Node {
                 // again, which hands the engine the signer with its persisted lock.
                 _ = tokio::time::sleep_until(watch_until.unwrap_or_else(Instant::now)), if watch_until.is_some() && next_start.is_none() => {
                     self.schedule_height(self.engine.height());
+                }
+                _ = tokio::time::sleep_until(resend_at.unwrap_or_else(Instant::now)), if resend_at.is_some() => {
+                    self.resend.sent(Instant::now());
+                    self.feed(Input::PeerJoined).await?;
                 }
                 Some(event) = net_events.recv() => self.on_net_event(event).await?,
             }

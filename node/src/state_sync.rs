@@ -80,7 +80,7 @@ pub async fn join(
                     shared.net.report(id, source, Acceptance::Ignore);
                 }
                 Some(NetEvent::PeerConnected(_)) => peer_joined.notify_one(),
-                Some(NetEvent::PeerDisconnected(_)) => {}
+                Some(NetEvent::PeerDisconnected(_) | NetEvent::PeerSubscribed { .. }) => {}
             }
         }
     }

@@ -110,6 +110,11 @@ pub enum Input<B> {
         /// Its hash.
         block_hash: Hash256,
     },
+    /// A peer started listening to votes (it connected, or a partition healed). Gossip
+    /// does not retransmit what it missed, so our votes of the round in progress, and the
+    /// votes that justify them, are sent again, and a round that stalled is ended as its
+    /// timers would. The caller bounds how often.
+    PeerJoined,
 }
 
 /// Proof that a validator signed two conflicting messages for one slot.

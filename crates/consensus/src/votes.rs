@@ -114,6 +114,25 @@ impl VoteSet {
         set.is_quorum(weight)
     }
 
+    /// True when no block can gather 2/3 of the weight of `set` any more without a second
+    /// vote of some validator: nil has a quorum, or the strongest block together with every
+    /// member not heard from falls short of one.
+    pub(crate) fn no_block_can_reach_quorum(&self, set: &ValidatorSet) -> bool {
+        // Nil's quorum settles it even when equivocators also named blocks.
+        if self.quorum_for(None, set) {
+            return true;
+        }
+        let strongest = self
+            .weights
+            .iter()
+            .filter(|(value, _)| value.is_some())
+            .map(|(_, weight)| *weight)
+            .max()
+            .unwrap_or(0);
+        let unheard = set.total_weight().saturating_sub(self.total);
+        !set.is_quorum(strongest.saturating_add(unheard))
+    }
+
     /// The blocks (not nil) whose votes carry 2/3 of the weight of `set`, in hash order.
     pub(crate) fn quorum_blocks<'a>(
         &'a self,

@@ -12,6 +12,13 @@ use crate::codec::SyncCodec;
 use crate::gate::ConnectionGate;
 use crate::{MessageLimits, NetConfig, NetError, Topic};
 
+/// How often each connection is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// A ping unanswered this long fails (libp2p reports the second failure in a row, which
+/// closes the connection): several round trips of a wide-area link, with room for a busy
+/// peer.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Gossipsub heartbeat: short, because devnet blocks take a second or less and mesh repairs and
 /// IHAVE gossip happen on heartbeats.
 const HEARTBEAT: Duration = Duration::from_millis(300);
@@ -159,11 +166,14 @@ impl Behaviour {
             kad,
             identify,
             sync,
-            // Frequent enough that a dead connection is noticed (and closed) within seconds.
+            // Pings keep bytes in flight on every connection, so that on a dead link (a
+            // partition, a vanished host) sent data goes unacknowledged and the transport's
+            // bound fails the connection within seconds (see `transport`); the peer is then
+            // redialled and found again soon after the network heals.
             ping: ping::Behaviour::new(
                 ping::Config::new()
-                    .with_interval(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(10)),
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
             ),
         })
     }

@@ -23,7 +23,6 @@
 //! `one_way + jitter / 2` (somewhat more under bursts, which queue behind earlier chunks).
 
 use std::collections::VecDeque;
-use std::error::Error;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -32,8 +31,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{AsyncRead, AsyncWrite};
-use libp2p::core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version};
-use libp2p::{identity::Keypair, noise, tcp, yamux, PeerId, Transport};
 use tokio::time::{Instant, Sleep};
 
 /// Received bytes one connection may hold back (chunk bookkeeping included). A connection's
@@ -66,23 +63,6 @@ impl Latency {
         let draw = rng.next() % width.saturating_add(1);
         self.one_way.saturating_add(Duration::from_nanos(draw))
     }
-}
-
-/// TCP (no delay on the socket) with noise and yamux, like the swarm's normal transport, except
-/// that every connection's received bytes go through [`Delayed`].
-pub(crate) fn delayed_tcp(
-    keypair: &Keypair,
-    latency: Latency,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn Error + Send + Sync>> {
-    let noise = noise::Config::new(keypair)?;
-    Ok(
-        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .map(move |stream, _| Delayed::new(stream, latency, MAX_DELAYED_BYTES))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    )
 }
 
 /// A small, fast generator for the jitter; nothing depends on its quality.

@@ -25,8 +25,9 @@ mod gate;
 mod latency;
 mod peer_table;
 mod pending;
-mod persistent;
+mod redial;
 mod task;
+mod transport;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -212,6 +213,14 @@ pub enum NetEvent {
     PeerConnected(PeerId),
     /// A peer previously reported as connected has no connection left.
     PeerDisconnected(PeerId),
+    /// A peer subscribed to `topic`: what is published on it from now on reaches the peer
+    /// (what was published before did not).
+    PeerSubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: Topic,
+    },
 }
 
 impl NetEvent {
@@ -220,7 +229,9 @@ impl NetEvent {
         match self {
             NetEvent::Gossip { data, .. } => data.len(),
             NetEvent::SyncRequest { request, .. } => request.len(),
-            NetEvent::PeerConnected(_) | NetEvent::PeerDisconnected(_) => 0,
+            NetEvent::PeerConnected(_)
+            | NetEvent::PeerDisconnected(_)
+            | NetEvent::PeerSubscribed { .. } => 0,
         }
     }
 }

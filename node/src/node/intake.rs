@@ -63,6 +63,11 @@ impl Node {
                 self.shared.metrics.peers.inc();
                 self.sync.trigger();
             }
+            NetEvent::PeerSubscribed {
+                topic: Topic::Prepare | Topic::Precommit,
+                ..
+            } => self.resend.peer_joined(Instant::now()),
+            NetEvent::PeerSubscribed { .. } => {}
             NetEvent::PeerDisconnected(peer) => {
                 debug!(target: NODE_LOG_TARGET, %peer, "peer disconnected");
                 self.shared.metrics.peers.dec();

@@ -275,6 +275,11 @@ impl<B: Clone + std::fmt::Debug> Engine<B> {
                 },
                 Some(hs),
             ) if height == hs.height => hs.on_built(&mut out, round, block, block_hash),
+            (Input::PeerJoined, Some(hs)) if !hs.decided => {
+                hs.end_stalled_round_on_peer_joined(&mut out);
+                hs.progress(&mut out);
+                Verdict::Accepted
+            }
             _ => ignored("not for the height in progress"),
         };
         Handled {

@@ -10,9 +10,10 @@ use timecoin_types::Hash256;
 
 impl<B: Clone + std::fmt::Debug> HeightState<B> {
     /// Sends our votes of the current round again, with the precommits that took us
-    /// past the previous round and the prepares that justify our valid value. The round's
-    /// propose timer, which repeats while the round lasts, drives it: a round that goes
-    /// well is decided before it ever fires.
+    /// past the previous round and the prepares that justify our valid value. Two things
+    /// drive it: a peer joining (what it missed while away, see [`crate::Input::PeerJoined`]),
+    /// and the round's propose timer, which repeats while the round lasts, so that a round
+    /// that goes well is decided before it ever fires.
     pub(super) fn rebroadcast(&self, out: &mut Outbox<'_, B>) {
         let Some(key) = out.signer.as_ref().map(|s| s.public_key()) else {
             return;

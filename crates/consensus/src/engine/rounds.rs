@@ -24,6 +24,9 @@ pub(super) struct RoundState {
     pub(super) prepare_timeout_set: bool,
     pub(super) precommit_timeout_set: bool,
     pub(super) lock_rule_fired: bool,
+    /// The propose timer fired past the Propose step: the round outlasted its propose
+    /// timeout without reaching its next quorum.
+    pub(super) stalled: bool,
 }
 
 impl RoundState {

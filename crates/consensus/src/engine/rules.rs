@@ -4,12 +4,15 @@
 //! A rule returns true when it fired (and so changed the state), false when its
 //! condition does not hold, in which case it changed nothing.
 //!
-//! # Nil quorums
+//! # Rounds that cannot succeed
 //!
-//! Two rules act on 2/3 of the weight voting nil in the current round without waiting for
-//! a timer: a nil prepare quorum makes a validator still in the Propose step prepare nil
-//! (line 44 then precommits nil), and a nil precommit quorum starts the next round. Why
-//! this is safe:
+//! Three rules act, without waiting for a timer, once the votes of the current round show
+//! that no block can gather 2/3 of the weight: nil has a quorum, or the strongest block
+//! plus every member not heard from yet falls short. When that holds for prepares, a
+//! validator still in the Propose step prepares nil and one in the Prepare step
+//! precommits nil; when it holds for precommits, the next round starts. After a 2/2
+//! split heals, say, each half's votes reach the other and show at once that the round
+//! is lost, where the timers would have waited out a timeout per step. Why this is safe:
 //!
 //! 1. Nothing in the paper's safety proof depends on when a timer fires. A timeout's only
 //!    effect is a nil vote (lines 57, 61) or StartRound(r + 1) (line 65), and an
@@ -18,14 +21,15 @@
 //!    whatever it saw or sent in r. These rules are such a timer firing early: the lock
 //!    and the valid value carry over unchanged, and the signer still refuses anything
 //!    older than what it signed.
-//! 2. Nothing is given up. Let f < T/3 be the faulty weight of total T. If nil has 2/3 of
-//!    the round's precommits (or prepares) and a block b had 2/3 too, the honest weight
-//!    behind each is at least 2T/3 − f (an equivocator's votes count for every value they
-//!    name, but only once toward the honest part); honest validators sign one vote per
-//!    slot, so these parts are disjoint and 2 × (2T/3 − f) ≤ T − f, i.e. f ≥ T/3: a
-//!    contradiction. So after a nil precommit quorum round r decides nothing, and after a
-//!    nil prepare quorum no honest validator locks in r and no proof of lock for r exists.
-//!    (Line 49 still scans every stored round, so a decision is never missed either way.)
+//! 2. Nothing is given up. An honest validator signs one vote per slot, so once its vote
+//!    is counted, no later message of its adds weight to another value. A block short of
+//!    2/3 even with every member not heard from could only get there through a second
+//!    vote of a faulty validator, which liveness never counts on. With faulty weight
+//!    f < T/3 of total T, a nil quorum is the common case: the honest weight behind it is
+//!    at least 2T/3 − f, which leaves less than 2T/3 for any block. So the round decides
+//!    nothing, or no honest validator locks in it, unless a faulty validator equivocates;
+//!    and if one does, line 49 still scans every stored round, so a decision is never
+//!    missed.
 
 use super::cache::Validity;
 use super::rounds::RoundState;
@@ -45,13 +49,13 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         let rules: [Rule<B>; 11] = [
             Self::decide_on_precommit_quorum,
             Self::skip_to_later_round,
-            Self::prepare_nil_on_nil_prepare_quorum,
+            Self::prepare_nil_when_no_block_can_be_prepared,
             Self::prepare_on_proposal,
             Self::prepare_on_proposal_with_pol,
             Self::precommit_on_prepare_quorum,
             Self::timeout_prepare_on_any_quorum,
-            Self::precommit_nil_on_nil_prepare_quorum,
-            Self::next_round_on_nil_precommit_quorum,
+            Self::precommit_nil_when_no_block_can_be_prepared,
+            Self::next_round_when_no_block_can_be_committed,
             Self::timeout_precommit_on_any_quorum,
             Self::valid_value_on_newer_prepare_quorum,
         ];
@@ -139,13 +143,13 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         false
     }
 
-    /// Line 44 reached from the Propose step: 2/3 of the weight prepared nil, so no block
-    /// can gather a prepare quorum in this round (see "Nil quorums" in the module doc) and
-    /// waiting for the proposal only holds back the nil precommit that the others may
-    /// need to leave the round. Preparing nil is what the propose timeout would do; the
-    /// next pass precommits nil.
-    fn prepare_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        if self.step != Step::Propose || !self.nil_quorum(VoteKind::Prepare) {
+    /// Line 44 reached from the Propose step: no block can gather a prepare quorum in this
+    /// round (see "Rounds that cannot succeed" in the module doc), so waiting for the
+    /// proposal only holds back the nil precommit that the others may need to leave the
+    /// round. Preparing nil is what the propose timeout would do; the next pass precommits
+    /// nil.
+    fn prepare_nil_when_no_block_can_be_prepared(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Propose || !self.no_block_can_win(VoteKind::Prepare) {
             return false;
         }
         self.prepare(out, None);
@@ -249,21 +253,23 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         true
     }
 
-    /// Line 44: 2/3 of the weight prepared nil while we prepare: precommit nil.
-    fn precommit_nil_on_nil_prepare_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        if self.step != Step::Prepare || !self.nil_quorum(VoteKind::Prepare) {
+    /// Line 44, or the prepare timeout early: no block can gather a prepare quorum in
+    /// this round while we prepare: precommit nil.
+    fn precommit_nil_when_no_block_can_be_prepared(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if self.step != Step::Prepare || !self.no_block_can_win(VoteKind::Prepare) {
             return false;
         }
         self.precommit(out, None);
         true
     }
 
-    /// 2/3 of the weight precommitted nil: this round can decide nothing (see "Nil
-    /// quorums" in the module doc), so start the next one now instead of after the
-    /// precommit timeout, as CometBFT does. Our own precommit, if not sent yet, is not
-    /// needed by anyone: the quorum that moves the others on exists.
-    fn next_round_on_nil_precommit_quorum(&mut self, out: &mut Outbox<'_, B>) -> bool {
-        if !self.nil_quorum(VoteKind::Precommit) {
+    /// No block can gather a precommit quorum in this round (see "Rounds that cannot
+    /// succeed" in the module doc), so it decides nothing: start the next one now instead
+    /// of after the precommit timeout (CometBFT does so on a nil quorum). Our own
+    /// precommit, if not sent yet, is not needed by anyone: the votes that show the round
+    /// lost reach the others too.
+    fn next_round_when_no_block_can_be_committed(&mut self, out: &mut Outbox<'_, B>) -> bool {
+        if !self.no_block_can_win(VoteKind::Precommit) {
             return false;
         }
         let Some(next) = self.round.checked_add(1) else {
@@ -325,8 +331,35 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
     /// The propose timer fired again past the Propose step: the round is taking long, so
     /// send again what gossip may have lost, and keep the timer going.
     pub(super) fn resend_on_propose_timeout(&mut self, out: &mut Outbox<'_, B>) {
+        let round = self.round;
+        self.round_state(round).stalled = true;
         self.rebroadcast(out);
         self.schedule(out, Step::Propose);
+    }
+
+    /// A peer joined ([`crate::Input::PeerJoined`]): it gets our votes again, and a stalled
+    /// round ends the way its timers would end it, now: precommit nil while preparing, the
+    /// next round while precommitting. A round stalls when its quorum is out of reach, as
+    /// on either side of a split; after the heal the two sides may be in different rounds,
+    /// and the side behind has not got the proposal of the round ahead (gossip sent it
+    /// while they were apart and does not send it again), so waiting out that round's
+    /// timers would cost a propose timeout or more. A fresh round's proposal reaches
+    /// everyone. Safe as any early timer (see "Rounds that cannot succeed"); a round that
+    /// goes well is decided long before it stalls, so joins leave a healthy network alone,
+    /// and a round that could still have been decided costs one more round.
+    pub(super) fn end_stalled_round_on_peer_joined(&mut self, out: &mut Outbox<'_, B>) {
+        self.rebroadcast(out);
+        if !self.current().is_some_and(|rs| rs.stalled) {
+            return;
+        }
+        match self.step {
+            Step::Prepare => self.precommit(out, None),
+            Step::Precommit => {
+                self.next_round_on_precommit_timeout(out);
+            }
+            // A stalled round is past the Propose step.
+            Step::Propose => {}
+        }
     }
 
     /// Line 61: no prepare quorum on one value in time: precommit nil.
@@ -354,10 +387,11 @@ impl<B: Clone + std::fmt::Debug> HeightState<B> {
         }
     }
 
-    /// True when 2/3 of the weight voted nil in the round in progress, in votes of `kind`.
-    fn nil_quorum(&self, kind: VoteKind) -> bool {
+    /// True when, in votes of `kind` of the round in progress, no block can gather 2/3 of
+    /// the weight any more.
+    fn no_block_can_win(&self, kind: VoteKind) -> bool {
         self.current()
-            .is_some_and(|rs| rs.votes(kind).quorum_for(None, &self.validators))
+            .is_some_and(|rs| rs.votes(kind).no_block_can_reach_quorum(&self.validators))
     }
 
     /// The state of the round in progress (it exists from its StartRound until the height

@@ -235,12 +235,12 @@ fn others(net: &Net, me: usize) -> Vec<usize> {
     (0..net.keys.len()).filter(|&i| i != me).collect()
 }
 
-/// Leaves round `r` of height 1 by its precommit timer, after the nil precommits of `who`
-/// (too few for a nil quorum, which would move on by itself); returns the timer's
-/// outputs.
+/// Leaves round `r` of height 1 after the nil precommits of `who`: at once when they leave
+/// no block a precommit quorum, else by the precommit timer; returns the outputs of both.
 fn leave_round(net: &Net, e: &mut Engine<Blk>, who: &[usize], r: u32) -> Vec<Output<Blk>> {
-    net.votes(e, who, VoteKind::Precommit, 1, r, None);
-    e.handle(timeout(1, r, Step::Precommit)).outputs
+    let mut out = net.votes(e, who, VoteKind::Precommit, 1, r, None);
+    out.extend(e.handle(timeout(1, r, Step::Precommit)).outputs);
+    out
 }
 
 /// Round `r` of height 1 passes without a proposal for us: the propose timer fires (we

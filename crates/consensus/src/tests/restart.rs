@@ -70,8 +70,9 @@ fn restart_resumes_in_the_valid_round_when_it_is_the_highest() {
     persisted.record(&e.start_height(1, net.set.clone(), net.set.clone()));
     // Round 0: no proposal, we prepare nil (our last signature).
     persisted.record(&e.handle(timeout(1, 0, Step::Propose)).outputs);
-    // Two others in round 3 pull us there without a signature of ours.
-    persisted.record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 3, None));
+    // Two others in round 3 pull us there without a signature of ours (their block can
+    // still win, so we wait for its proposal).
+    persisted.record(&net.votes(&mut e, &o[..2], VoteKind::Prepare, 1, 3, Some(&Blk(8))));
     assert_eq!(e.round(), 3);
     // Then round 2's proposal and its prepare quorum arrive late: a valid value at round 2.
     let a = Blk(7);

@@ -469,6 +469,15 @@ impl Sim<'_> {
                         *r = (*r).max(e.round());
                     }
                 }
+                // Every running honest node sees its peers join again, as the node does
+                // when their subscriptions come back.
+                for node in 0..self.nodes.len() {
+                    let n = &self.nodes[node];
+                    if n.behavior == Behavior::Honest && n.engine.is_some() {
+                        let life = self.nodes[node].life;
+                        self.feed(node, life, Input::PeerJoined)?;
+                    }
+                }
                 Ok(())
             }
             Event::Sync => {

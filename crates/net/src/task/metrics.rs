@@ -15,6 +15,7 @@ pub(super) struct NetMetrics {
     pub(super) penalized_peers: Counter,
     pub(super) refused_connections: Counter,
     pub(super) persistent_peer_dials: Counter,
+    pub(super) bootstrap_peer_dials: Counter,
     pub(super) saved_peers: Gauge,
 }
 
@@ -67,6 +68,12 @@ impl NetMetrics {
                 registry,
                 "persistent_peer_dials",
                 "Dials of persistent peers that were not connected",
+                Counter::default(),
+            ),
+            bootstrap_peer_dials: registered(
+                registry,
+                "bootstrap_peer_dials",
+                "Dials of bootstrap peers named by id that were not connected",
                 Counter::default(),
             ),
             saved_peers: registered(

@@ -23,12 +23,12 @@ use libp2p::{
     gossipsub, identify, kad,
     metrics::{Metrics, Recorder},
     multiaddr::Protocol,
-    noise, request_response,
+    request_response,
     swarm::{
         dial_opts::{DialOpts, PeerCondition},
         ConnectionId, ListenError, SwarmEvent,
     },
-    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+    Multiaddr, PeerId, Swarm, SwarmBuilder,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
@@ -37,7 +37,7 @@ use crate::behaviour::{topic_hash, Behaviour, BehaviourEvent, Protocols, PUBLISH
 use crate::codec::MAX_SYNC_REQUEST_BYTES;
 use crate::peer_table::PeerTable;
 use crate::pending::PendingQueue;
-use crate::persistent::PersistentPeers;
+use crate::redial::Redials;
 use crate::{
     Acceptance, Command, Control, MessageId, NetConfig, NetError, NetEvent, NetEvents, NetHandle,
     PeerInfo, ResponseToken, Topic,
@@ -52,11 +52,16 @@ const EVENT_CHANNEL_BYTES: usize = 32 * 1024 * 1024;
 const COMMAND_CHANNEL: usize = 1024;
 /// Retry of queued publications and expiry of bans.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(300);
-/// Re-dial of bootstrap peers and random Kademlia walks while below `max_peers`.
+/// Random Kademlia walks (and dials of bootstrap addresses without a peer id) while below
+/// `max_peers`.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
 /// Connections without any protocol activity are closed after this long; gossipsub keeps its
 /// mesh connections alive on its own, this mostly bounds stale discovery connections.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// A connection whose setup (TCP, noise, yamux) has not finished in this long fails: a dial
+/// lost in a partition must not hold back the next attempt for long (libp2p's default is
+/// 10 s), while a slow wide-area handshake of a few round trips still fits.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `start` waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unpublished messages kept while no peer is subscribed.
@@ -94,11 +99,14 @@ struct Task {
     protocols: Protocols,
     topics: HashMap<gossipsub::TopicHash, Topic>,
     topic_hashes: HashMap<Topic, gossipsub::TopicHash>,
-    /// Bootstrap addresses, split into peer id (if given) and transport address.
-    bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
+    /// Bootstrap addresses without a peer id, dialled while the node has no peer.
+    anonymous_bootstrap: Vec<Multiaddr>,
+    /// Bootstrap peers named by id, redialled whenever not connected while below
+    /// `max_peers`.
+    bootstrap: Redials,
     max_peers: usize,
     /// Peers redialled whenever not connected.
-    persistent: PersistentPeers,
+    persistent: Redials,
     /// The peers reached, saved across restarts (if configured).
     peer_table: Option<PeerTable>,
     /// Saved peers seeded into Kademlia that its `RoutingUpdated` must not dial (only the
@@ -149,39 +157,25 @@ pub(crate) async fn start(
         !external.is_empty(),
         registry,
     )?;
-    let builder = SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
-    // The layers above TCP; the two transports below have different types until `build`.
-    macro_rules! above_tcp {
-        ($builder:expr) => {
-            $builder
-                .with_dns()
-                .map_err(|e| NetError::Transport(format!("dns: {e}")))?
-                .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
-                .with_behaviour(|_| behaviour)
-                .unwrap_or_else(|never| match never {})
-                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-                .build()
-        };
+    if let Some(latency) = config.latency {
+        tracing::warn!(
+            one_way = ?latency.one_way,
+            jitter = ?latency.jitter,
+            "latency injector on: every received byte is delayed (benchmarks only)"
+        );
     }
-    let mut swarm = match config.latency {
-        None => above_tcp!(builder
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?),
-        Some(latency) => {
-            tracing::warn!(
-                one_way = ?latency.one_way,
-                jitter = ?latency.jitter,
-                "latency injector on: every received byte is delayed (benchmarks only)"
-            );
-            above_tcp!(builder
-                .with_other_transport(|keypair| crate::latency::delayed_tcp(keypair, latency))
-                .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?)
-        }
-    };
+    let mut swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_other_transport(|keypair| crate::transport::tcp_noise_yamux(keypair, config.latency))
+        .map_err(|e| NetError::Transport(format!("tcp/noise: {e}")))?
+        .with_dns()
+        .map_err(|e| NetError::Transport(format!("dns: {e}")))?
+        .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+        .with_behaviour(|_| behaviour)
+        .unwrap_or_else(|never| match never {})
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_connection_timeout(CONNECTION_TIMEOUT)
+        .build();
 
     let mut topics = HashMap::new();
     let mut topic_hashes = HashMap::new();
@@ -209,7 +203,8 @@ pub(crate) async fn start(
         swarm.add_external_address(addr.clone());
     }
 
-    let mut bootstrap = Vec::new();
+    let mut bootstrap: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+    let mut anonymous_bootstrap = Vec::new();
     for addr in &config.bootstrap {
         let mut transport_addr = addr.clone();
         let peer = match transport_addr.pop() {
@@ -223,13 +218,18 @@ pub(crate) async fn start(
         if peer == Some(local_peer_id) {
             continue;
         }
-        if let Some(peer) = peer {
-            swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, transport_addr.clone());
+        let Some(peer) = peer else {
+            anonymous_bootstrap.push(transport_addr);
+            continue;
+        };
+        swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&peer, transport_addr.clone());
+        match bootstrap.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, addrs)) => addrs.push(transport_addr),
+            None => bootstrap.push((peer, vec![transport_addr])),
         }
-        bootstrap.push((peer, transport_addr));
     }
 
     for (peer, addrs) in &persistent {
@@ -240,7 +240,7 @@ pub(crate) async fn start(
 
     let reserved: HashSet<PeerId> = bootstrap
         .iter()
-        .filter_map(|(peer, _)| *peer)
+        .map(|(peer, _)| *peer)
         .chain(config.reserved.iter().copied())
         .chain(persistent.iter().map(|(peer, _)| *peer))
         .collect();
@@ -274,9 +274,10 @@ pub(crate) async fn start(
         protocols,
         topics,
         topic_hashes,
-        bootstrap,
+        anonymous_bootstrap,
+        bootstrap: Redials::new(bootstrap, Instant::now()),
         max_peers: config.max_peers as usize,
-        persistent: PersistentPeers::new(persistent, Instant::now()),
+        persistent: Redials::new(persistent, Instant::now()),
         peer_table,
         quiet_seeds,
         peer_table_save: None,
@@ -355,7 +356,7 @@ impl Task {
     async fn run(mut self) {
         let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick fires at once and dials the bootstrap peers.
+        // The first ticks fire at once: maintenance dials the bootstrap and persistent peers.
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = tokio::time::interval_at(
@@ -541,14 +542,22 @@ impl Task {
         }
         let swarm = &self.swarm;
         let banned = &self.banned;
-        let due = self.persistent.due(
-            now,
-            |peer| swarm.is_connected(peer),
-            |peer| banned.contains_key(peer),
-        );
+        let connected = |peer: &PeerId| swarm.is_connected(peer);
+        let skip = |peer: &PeerId| banned.contains_key(peer);
+        let persistent = self.persistent.due(now, connected, skip);
+        self.metrics
+            .persistent_peer_dials
+            .inc_by(persistent.len() as u64);
+        let mut due = persistent;
+        if self.peers.len() < self.max_peers {
+            let bootstrap = self.bootstrap.due(now, connected, skip);
+            self.metrics
+                .bootstrap_peer_dials
+                .inc_by(bootstrap.len() as u64);
+            due.extend(bootstrap);
+        }
         for (peer, addrs) in due {
-            tracing::debug!(%peer, "dialling persistent peer");
-            self.metrics.persistent_peer_dials.inc();
+            tracing::debug!(%peer, "dialling a persistent or bootstrap peer");
             self.dial(
                 DialOpts::peer_id(peer)
                     .addresses(addrs)

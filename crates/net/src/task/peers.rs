@@ -10,31 +10,18 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 
 impl Task {
-    /// Keeps the node connected: re-dials bootstrap peers and walks the DHT while below
-    /// `max_peers`.
+    /// Keeps the node connected while below `max_peers`: walks the DHT, and while isolated
+    /// dials the saved peers and the bootstrap addresses without a peer id (those with one
+    /// are redialled by `maintain`).
     pub(super) fn discover(&mut self) {
         if self.peers.len() >= self.max_peers {
             return;
         }
         if self.peers.is_empty() {
             self.dial_saved_peers();
-        }
-        for (peer, addr) in self.bootstrap.clone() {
-            match peer {
-                Some(peer)
-                    if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) =>
-                {
-                    self.dial(
-                        DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build(),
-                    );
-                }
-                // Without a peer id we cannot tell whether we are already connected to it, so
-                // only dial it while isolated.
-                None if self.peers.is_empty() => self.dial(addr.into()),
-                _ => {}
+            // Without a peer id we cannot tell whether we are already connected to it.
+            for addr in self.anonymous_bootstrap.clone() {
+                self.dial(addr.into());
             }
         }
         let kad = &mut self.swarm.behaviour_mut().kad;

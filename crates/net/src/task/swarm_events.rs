@@ -44,6 +44,7 @@ impl Task {
                 }
                 if num_established == 0 {
                     self.persistent.disconnected(&peer_id, Instant::now());
+                    self.bootstrap.disconnected(&peer_id, Instant::now());
                     if let Some(state) = self.peers.remove(&peer_id) {
                         if state.announced {
                             tracing::info!(peer = %peer_id, "peer disconnected");
@@ -137,6 +138,10 @@ impl Task {
                 tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
                 if let Some(&topic) = self.topics.get(&topic) {
                     self.flush_pending(Some(topic));
+                    self.emit(NetEvent::PeerSubscribed {
+                        peer: peer_id,
+                        topic,
+                    });
                 }
             }
             gossipsub::Event::GossipsubNotSupported { peer_id } => {
@@ -218,6 +223,7 @@ impl Task {
             self.metrics.saved_peers.set(table.peers().len() as i64);
         }
         self.persistent.connected(&peer);
+        self.bootstrap.connected(&peer);
         state.agent = Some(info.agent_version);
         state.protocol_version = Some(info.protocol_version);
         if !state.announced {

@@ -1,10 +1,12 @@
-//! Persistent peers: dialled at start and redialled, forever, whenever not connected.
+//! Peers redialled whenever not connected: the persistent peers (always) and the bootstrap
+//! peers named by id (while below `max_peers`).
 //!
-//! Each peer has its own exponential backoff: the first attempt is immediate, each further
-//! one waits twice as long as the previous (from [`INITIAL_BACKOFF`] up to [`MAX_BACKOFF`]),
-//! with ±25% jitter so that nodes restarted together do not dial in lockstep. A connection
-//! confirmed by identify resets the backoff, so a peer that drops is redialled within about a
-//! second.
+//! Each peer has its own backoff: the first attempt is immediate, each further one waits
+//! twice as long as the previous, from [`INITIAL_BACKOFF`] up to [`MAX_BACKOFF`], with ±25%
+//! jitter so that nodes restarted together do not dial in lockstep. The cap is short on
+//! purpose: a peer that stays away costs one dial a second, and in exchange a node finds
+//! the other side of a healed partition within about a second, however long it lasted. A
+//! connection confirmed by identify resets the backoff.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -13,11 +15,11 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 
 /// Wait before the second attempt (and after a connection drops).
-pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between attempts.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-struct Persistent {
+struct Redial {
     peer: PeerId,
     addrs: Vec<Multiaddr>,
     /// The wait after the next attempt.
@@ -25,18 +27,18 @@ struct Persistent {
     next_dial: Instant,
 }
 
-/// The persistent peers and when each is dialled next.
-pub(crate) struct PersistentPeers {
-    peers: Vec<Persistent>,
+/// Peers to keep connected and when each is dialled next.
+pub(crate) struct Redials {
+    peers: Vec<Redial>,
 }
 
-impl PersistentPeers {
+impl Redials {
     /// `peers` (one entry per peer, with all its addresses) are all due at `now`.
     pub(crate) fn new(peers: Vec<(PeerId, Vec<Multiaddr>)>, now: Instant) -> Self {
         Self {
             peers: peers
                 .into_iter()
-                .map(|(peer, addrs)| Persistent {
+                .map(|(peer, addrs)| Redial {
                     peer,
                     addrs,
                     backoff: INITIAL_BACKOFF,
@@ -98,7 +100,7 @@ mod tests {
     fn backoff_doubles_to_the_cap_with_jitter_and_resets_on_connect() {
         let peer = PeerId::random();
         let start = Instant::now();
-        let mut peers = PersistentPeers::new(vec![(peer, Vec::new())], start);
+        let mut peers = Redials::new(vec![(peer, Vec::new())], start);
         let not_connected = |_: &PeerId| false;
         let no_skip = |_: &PeerId| false;
         // Due at once, then not again until the backoff has passed.
@@ -121,7 +123,8 @@ mod tests {
         now += MAX_BACKOFF * 2;
         assert!(peers.due(now, |_| true, no_skip).is_empty());
         assert!(peers.due(now, not_connected, |_| true).is_empty());
-        // A connection resets the backoff; after it drops the peer is due within ~1 s.
+        // A connection resets the backoff; after it drops the peer is due again within the
+        // initial backoff.
         peers.connected(&peer);
         peers.disconnected(&peer, now);
         assert!(peers.peers[0].next_dial - now < INITIAL_BACKOFF.mul_f64(1.25));
