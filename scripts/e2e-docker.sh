@@ -165,8 +165,8 @@ NODES = [f"node{i}" for i in range(5)]
 VALIDATORS = NODES[:4]
 PORT = {n: BASE + 100 + i for i, n in enumerate(NODES)}
 HOLD_BLOCKS = 6          # blocks the rest of the network finalizes while a node is out
-# Seconds a 2/2 split is watched for (no) finality: by default long enough that pings close
-# every connection across it and redials reach their cap.
+# Seconds a 2/2 split is watched for (no) finality: by default long enough that every
+# connection across it fails (5 s of unacknowledged data) and redials reach their cap.
 HALT_WINDOW = float(os.environ.get("E2E_SPLIT_S", "20"))
 T0 = time.time()
 
